@@ -1,0 +1,102 @@
+"""Run or sync the notebook series.
+
+``python -m utils.series --out build/notebooks``  executes every notebook in order (offline default
+unless ``UQ_*`` variables say otherwise) and writes the executed copies to ``--out``.
+
+``python -m utils.series --sync``  regenerates each ``.ipynb`` from its ``.py`` percent source
+(the source of truth), after rewriting the Colab badge and set-up cell from :mod:`utils._project`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ._project import colab_badge, colab_setup_source
+from .config import repo_root
+
+COLAB_SETUP_TAG = "colab-setup"
+BADGE_PREFIX = "[![Open In Colab]"
+
+
+def notebook_sources(folder: Path | None = None) -> list[Path]:
+    """The ``.py`` sources of the numbered notebooks, in order."""
+    folder = folder or repo_root() / "notebooks"
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.py"))
+
+
+def expected_cells(py_path: Path):
+    """Read a ``.py`` notebook and return it with its badge and Colab cell rewritten from ``_project``."""
+    import jupytext
+
+    nb = jupytext.read(py_path)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith(BADGE_PREFIX):
+            first, _, rest = cell.source.lstrip().partition("\n")
+            cell.source = colab_badge(py_path.with_suffix(".ipynb").name) + ("\n" + rest if rest else "")
+        if COLAB_SETUP_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source = colab_setup_source()
+    return nb
+
+
+def sync(folder: Path | None = None) -> list[Path]:
+    """Rewrite every ``.py`` (badge/Colab cell) and its paired ``.ipynb``; return the notebooks written."""
+    import jupytext
+
+    written = []
+    for py in notebook_sources(folder):
+        nb = expected_cells(py)
+        jupytext.write(nb, py, fmt="py:percent")
+        nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+        jupytext.write(nb, py.with_suffix(".ipynb"))
+        written.append(py.with_suffix(".ipynb"))
+    return written
+
+
+def run_series(out: Path, only: list[str] | None = None, timeout: int = 1800) -> list[tuple[str, float]]:
+    """Execute each notebook in order with nbclient; write executed copies to ``out``; return timings."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    out.mkdir(parents=True, exist_ok=True)
+    times = []
+    for py in notebook_sources():
+        ipynb = py.with_suffix(".ipynb")
+        if only and not any(key in ipynb.name for key in only):
+            continue
+        nb = nbformat.read(ipynb, as_version=4)
+        print(f"running {ipynb.name} ...", flush=True)
+        t0 = time.perf_counter()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
+        dt = time.perf_counter() - t0
+        target = out / ipynb.name
+        tmp = target.with_suffix(".ipynb.tmp")
+        nbformat.write(nb, tmp)
+        tmp.replace(target)
+        times.append((ipynb.name, dt))
+        print(f"  done in {dt:.0f} s -> {target}", flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=repo_root() / "build" / "notebooks", help="folder for executed notebooks")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    parser.add_argument("--sync", action="store_true", help="regenerate every .ipynb from its .py source and exit")
+    args = parser.parse_args(argv)
+    if args.sync:
+        for p in sync():
+            print(f"synced {p}")
+        return 0
+    times = run_series(args.out.resolve(), args.only)
+    print("\nExecuted notebooks (open them in Jupyter):")
+    for name, dt in times:
+        print(f"  {args.out / name}   {dt:6.0f} s")
+    print(f"  total {sum(t for _, t in times):.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
