@@ -1,0 +1,128 @@
+"""The study runner's pieces: the evaluation grid (and its resume), the paper's tables, preset checks."""
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from utils.plots.study import plot_recovery_bars
+from utils.study import (
+    FULL,
+    StudySettings,
+    check_fits,
+    evaluate_grid,
+    kept_summary,
+    knowledge_kept,
+    main,
+    recovery_table,
+)
+
+
+def _tiny_model(seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=2, vocab_size=64, max_position_embeddings=32)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def _world():
+    data = SimpleNamespace(raw={"retain": ["a b c", "d e f"]})
+    return SimpleNamespace(tokenizer=None, data=data, shots=0)
+
+
+class CountingEvaluate:
+    """Stands in for utils.metrics.evaluate_model: a metric that depends on the weights, and a call count."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, tokenizer, data, **kwargs):
+        self.calls += 1
+        w = model.model.layers[0].mlp.down_proj.weight
+        return {"knowmem_forget_acc": float(w.detach().abs().mean()), "knowmem_retain_acc": 0.5}
+
+
+def test_evaluate_grid_rows_and_resume(tmp_path):
+    models = {"target": _tiny_model(0), "GA": _tiny_model(1)}
+    ev = CountingEvaluate()
+    df = evaluate_grid(_world(), models, ("rtn8", "rtn4"), stage_dir=tmp_path, evaluate=ev, progress=False)
+    assert len(df) == 6 and ev.calls == 6
+    assert set(df["precision"]) == {FULL, "rtn8", "rtn4"}
+    # quantization changed the weights, so the weight-dependent metric differs from full precision
+    t = df.set_index(["model", "precision"])["knowmem_forget_acc"]
+    assert t[("target", "rtn4")] != t[("target", FULL)]
+    # every cell was written through a temporary name; none is left behind
+    assert len(list(tmp_path.glob("eval__*.json"))) == 6 and not list(tmp_path.glob("*.tmp"))
+    # resume: an interrupted run (one stage lost) recomputes only that stage
+    (tmp_path / "eval__GA__rtn4.json").unlink()
+    df2 = evaluate_grid(_world(), models, ("rtn8", "rtn4"), stage_dir=tmp_path, evaluate=ev, progress=False)
+    assert ev.calls == 7
+    pd.testing.assert_frame_equal(df.sort_values(["model", "precision"]).reset_index(drop=True),
+                                  df2.sort_values(["model", "precision"]).reset_index(drop=True))
+
+
+def test_evaluate_grid_leaves_models_untouched():
+    model = _tiny_model(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate_grid(_world(), {"target": model}, ("rtn4",), evaluate=CountingEvaluate(), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _results():
+    rows = []
+    for model, full, q4 in (("target", 1.0, 1.0), ("GA_GDR", 0.2, 0.9), ("NPO_KLR", 0.4, 0.7)):
+        rows.append({"model": model, "precision": FULL, "knowmem_forget_acc": full, "knowmem_retain_acc": 1.0})
+        rows.append({"model": model, "precision": "rtn4", "knowmem_forget_acc": q4, "knowmem_retain_acc": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_recovery_table_and_knowledge_kept():
+    table = recovery_table(_results())
+    assert list(table.columns) == [FULL, "rtn4"] and list(table.index) == ["target", "GA_GDR", "NPO_KLR"]
+    kept = knowledge_kept(_results())
+    assert kept.loc["GA_GDR", FULL] == pytest.approx(0.2) and kept.loc["NPO_KLR", "rtn4"] == pytest.approx(0.7)
+    summary = kept_summary(_results(), methods=("GA_GDR", "NPO_KLR"))
+    assert summary.loc["full precision", "this run"] == pytest.approx(0.3)
+    assert summary.loc["4-bit", "this run"] == pytest.approx(0.8)
+    assert summary.loc["4-bit", "paper (Table 1, MUSE)"] == pytest.approx(0.83)
+
+
+def test_tables_reject_unknown_names():
+    with pytest.raises(ValueError, match="metric="):
+        recovery_table(_results(), "nope")
+    with pytest.raises(ValueError, match="target="):
+        knowledge_kept(_results(), target="base")
+    with pytest.raises(ValueError, match="methods="):
+        kept_summary(_results(), methods=("GA",))
+
+
+def test_plot_recovery_bars():
+    fig = plot_recovery_bars(_results())
+    assert len(fig.axes) == 2 and "forget" in fig.axes[0].get_ylabel()
+    with pytest.raises(ValueError, match="columns"):
+        plot_recovery_bars(_results().drop(columns="precision"))
+
+
+def test_check_fits_stops_before_a_run_that_needs_a_gpu():
+    assert "CPU" in check_fits("tiny", torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"UQ_MODEL='muse-news-7b'.*GiB.*'tiny'"):
+        check_fits("muse-news-7b", torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"methods": ("GAX",)}, "method"), ({"quantizers": ("rtn3x",)}, "quantizer"), ({"data": "wiki"}, "data"),
+     ({"seed": -1}, "UQ_SEED"), ({"steps": 0}, "steps"), ({"lr": 0.0}, "lr")],
+)
+def test_settings_validate(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        StudySettings(**kwargs)
+
+
+def test_main_reports_bad_input_without_a_traceback(capsys):
+    assert main(["--model", "muse-news-7b", "--data", "news", "--device", "cpu", "--out", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: UQ_MODEL='muse-news-7b' needs a GPU") and "Traceback" not in err
