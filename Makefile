@@ -38,7 +38,7 @@ notebooks: install
 	$(PY) -m pytest -q --nbval-lax --nbval-cell-timeout=1200 notebooks
 
 bench: install
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --write-readme
 
 lab: install
 	$(PY) -m pip install --quiet jupyterlab
