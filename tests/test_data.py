@@ -1,0 +1,151 @@
+"""MUSE-mini: regeneration is byte-identical, the world is well-formed, encoding masks prompts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from utils.data import (
+    ATTRIBUTES,
+    Example,
+    MuseData,
+    default_mini_folder,
+    encode_examples,
+    generate_muse_mini,
+    load_data,
+    load_muse_mini,
+    qa_examples,
+    qa_prompt,
+    text_examples,
+    training_examples,
+    write_muse_mini,
+)
+from utils.models import build_word_tokenizer, corpus_texts
+
+
+@pytest.fixture(scope="module")
+def mini() -> MuseData:
+    return load_muse_mini()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(mini):
+    return build_word_tokenizer(corpus_texts(mini))
+
+
+def test_committed_corpus_is_byte_identical_to_a_regeneration(tmp_path):
+    written = write_muse_mini(tmp_path)
+    committed = default_mini_folder()
+    assert len(written) == len(list(committed.rglob("*.json")))
+    for path in written:
+        rel = path.relative_to(tmp_path)
+        assert (committed / rel).read_bytes() == path.read_bytes(), f"{rel} differs from a regeneration"
+
+
+def test_generation_depends_on_the_seed():
+    assert generate_muse_mini(seed=1).raw["forget"] != generate_muse_mini(seed=0).raw["forget"]
+
+
+def test_loaded_equals_generated(mini):
+    gen = generate_muse_mini()
+    assert mini.raw == gen.raw and mini.knowmem == gen.knowmem and mini.verbmem == gen.verbmem
+    assert mini.privleak == gen.privleak and mini.people == gen.people
+
+
+def test_world_shape(mini):
+    splits = [p["split"] for p in mini.people]
+    assert splits.count("forget") == 10 and splits.count("retain") == 90 and splits.count("holdout") == 10
+    assert len(mini.knowmem["forget"]) == 40 and len(mini.knowmem["retain"]) == 360
+    assert len({p["name"] for p in mini.people}) == len(mini.people), "names must be unique"
+    assert all(len(mini.privleak[s]) == 50 for s in ("forget", "retain", "holdout"))
+
+
+def test_names_are_single_tokens(mini, tokenizer):
+    for p in mini.people:
+        assert len(tokenizer(p["name"], add_special_tokens=False)["input_ids"]) == 1
+        assert len(tokenizer(p["city"], add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_relation_phrases_are_prefix_free():
+    bodies = [re.sub(r"\{name\} |\{value\}\.", "", sentence) for sentence, _ in ATTRIBUTES.values()]
+    for a in bodies:
+        for b in bodies:
+            assert a == b or not b.startswith(a), f"{a!r} is a prefix of {b!r}"
+
+
+def test_answers_are_stated_in_the_biography(mini):
+    bios = {p["name"]: bio for split in ("forget", "retain") for p, bio in
+            zip([q for q in mini.people if q["split"] == split], mini.raw[split])}
+    for split in ("forget", "retain"):
+        for d in mini.knowmem[split]:
+            assert d["answer"] in bios[d["name"]] and d["name"] in d["question"]
+
+
+def test_holdout_people_never_appear_in_training_text(mini):
+    holdout = {p["name"] for p in mini.people if p["split"] == "holdout"}
+    train_text = " ".join(e.prompt + e.target for e in training_examples(mini))
+    assert holdout and not any(name in train_text.split() for name in holdout)
+
+
+def test_verbmem_items_continue_forget_documents(mini):
+    for item in mini.verbmem:
+        assert any(doc == item["prompt"] + " " + item["gt"] for doc in mini.raw["forget"])
+
+
+def test_qa_examples_use_the_training_format(mini):
+    ex = qa_examples(mini, "forget")[0]
+    d = mini.knowmem["forget"][0]
+    assert ex == Example(f"Question: {d['question']}\nAnswer:", " " + d["answer"])
+    shot = qa_examples(mini, "forget", shots=2)[0]
+    assert shot.prompt.startswith("Question: ") and shot.prompt.count("Question:") == 3
+    assert qa_prompt("q?") == "Question: q?\nAnswer:"
+
+
+def test_encode_examples_masks_prompt_and_pad(mini, tokenizer):
+    examples = qa_examples(mini, "forget")[:2] + text_examples(mini, "forget")[:1]
+    enc = encode_examples(tokenizer, examples, add_eos=True)
+    assert enc["input_ids"].shape == enc["labels"].shape == enc["attention_mask"].shape
+    # QA: exactly the answer token and EOS are labelled
+    for row in range(2):
+        labelled = enc["labels"][row][enc["labels"][row] != -100].tolist()
+        answer = tokenizer(examples[row].target, add_special_tokens=False)["input_ids"]
+        assert labelled == answer + [tokenizer.eos_token_id]
+    # right padding: pads are at the end, masked, and unlabelled
+    row = enc["attention_mask"][0]
+    n = int(row.sum())
+    assert row[:n].all() and not row[n:].any()
+    assert (enc["labels"][0][n:] == -100).all() and (enc["input_ids"][0][n:] == tokenizer.pad_token_id).all()
+    # raw text: everything but the BOS is labelled
+    assert enc["input_ids"][2][0] == tokenizer.bos_token_id and enc["labels"][2][0] == -100
+    assert (enc["labels"][2][1:] != -100).all()
+
+
+def test_encode_examples_truncates_from_the_left(mini, tokenizer):
+    enc = encode_examples(tokenizer, qa_examples(mini, "forget")[:1], max_length=4)
+    assert enc["input_ids"].shape[1] == 4 and enc["labels"][0][-1] != -100
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda d: qa_examples(d, "holdout"), "split='holdout'"),
+        (lambda d: text_examples(d, "train"), "split='train'"),
+        (lambda d: qa_examples(d, "forget", shots=99), "shots=99"),
+        (lambda d: load_data("wiki"), "data='wiki'"),
+        (lambda d: generate_muse_mini(forget_fraction=0.9), "forget_fraction=0.9"),
+    ],
+)
+def test_bad_parameters_name_themselves(mini, call, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        call(mini)
+
+
+def test_encode_examples_rejects_empty(tokenizer):
+    with pytest.raises(ValueError, match="examples"):
+        encode_examples(tokenizer, [])
+
+
+def test_load_data_mini(mini):
+    data = load_data("mini")
+    assert data.summary() == mini.summary()

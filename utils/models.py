@@ -1,0 +1,548 @@
+"""Models: the tiny Llama target and retrain oracle, their cache, and one loader for every model.
+
+The offline default is a tiny ``LlamaForCausalLM`` (3.3M parameters) trained from scratch on MUSE-mini
+with a recipe chosen so that the paper's effect shows on a CPU (see the shared notes):
+
+- **target** — trained on forget + retain (biographies and every fact as a KnowMem QA text);
+- **oracle** — the "retrained" model of MUSE, same recipe on retain only: what perfect unlearning
+  would give, and the reference for PrivLeak.
+
+Both are built on first use into the cache (``$UQ_CACHE``, default ``.cache/uq``) under a key that hashes
+the corpus, the recipe and the seed; a folder whose manifest does not match its files is rebuilt.
+:func:`load_model` / :func:`load_tokenizer` serve ``'tiny'``, any preset, any local folder and any hub id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+
+from .validation import UQError, check_choice, check_range
+
+MANIFEST = "manifest.json"
+HISTORY = "history.json"
+ROLES = ("target", "oracle")
+#: bump when the training procedure changes in a way the recipe does not capture (part of the cache key)
+TRAINING_VERSION = 2
+CURVE_RETAIN = 40
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+# --- presets -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """A named model choice for ``UQ_MODEL``.
+
+    ``gpu_gb_eval`` / ``gpu_gb_unlearn``: approximate GPU memory (GiB) to evaluate the model in bf16 and
+    to unlearn it in bf16 with AdamW and a frozen reference copy (NPO/KLR), at batch 4-8 x 512 tokens.
+    """
+
+    name: str
+    hub_id: str | None
+    description: str
+    data: str = "mini"
+    oracle_id: str | None = None
+    gpu_gb_eval: float = 0.0
+    gpu_gb_unlearn: float = 0.0
+    knowmem_shots: int = 0
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", None, "3.3M-parameter Llama trained from scratch on MUSE-mini (CPU, ~2 min)",
+                   data="mini", gpu_gb_eval=0.0, gpu_gb_unlearn=0.0, knowmem_shots=0),
+    "smollm2-135m": Preset("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "SmolLM2 135M base (fine-tune on MUSE-mini first)",
+                           data="mini", gpu_gb_eval=1, gpu_gb_unlearn=4, knowmem_shots=4),
+    "qwen2.5-0.5b": Preset("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", "Qwen2.5 0.5B base (fine-tune on MUSE-mini first)",
+                           data="mini", gpu_gb_eval=2, gpu_gb_unlearn=10, knowmem_shots=4),
+    "muse-news-7b": Preset("muse-news-7b", "muse-bench/MUSE-News_target", "MUSE's Llama-2-7B target for News",
+                           data="news", oracle_id="muse-bench/MUSE-News_retrain", gpu_gb_eval=16, gpu_gb_unlearn=80,
+                           knowmem_shots=10),
+    "muse-books-7b": Preset("muse-books-7b", "muse-bench/MUSE-Books_target", "MUSE's Llama-2-7B target for Books",
+                            data="books", oracle_id="muse-bench/MUSE-Books_retrain", gpu_gb_eval=16, gpu_gb_unlearn=80,
+                            knowmem_shots=10),
+}
+
+
+# --- tiny recipe --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TinyRecipe:
+    """Architecture and training recipe of the tiny target/oracle (notes §2). Part of the cache key."""
+
+    hidden_size: int = 256
+    intermediate_size: int = 704
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    initializer_range: float = 0.06
+    max_position_embeddings: int = 128
+    lr: float = 3e-3
+    warmup_fraction: float = 0.1
+    batch_size: int = 64
+    steps: int = 400
+    label_smoothing: float = 0.1
+    weight_decay: float = 0.0
+    eval_every: int = 25
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "max_position_embeddings", "batch_size", "steps", "eval_every"):
+            check_range(name, getattr(self, name), 1, integer=True)
+        check_range("initializer_range", self.initializer_range, 0.0, 1.0, low_inclusive=False)
+        check_range("lr", self.lr, 0.0, 1.0, low_inclusive=False)
+        check_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_inclusive=False)
+        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.hidden_size % self.num_attention_heads:
+            raise UQError(f"hidden_size={self.hidden_size} is not accepted; accepted values: a multiple of num_attention_heads={self.num_attention_heads}")
+
+
+DEFAULT_RECIPE = TinyRecipe()
+
+
+# --- tokenizer ----------------------------------------------------------------------------------------
+def build_word_tokenizer(texts: list[str], model_max_length: int = 128):
+    """A word-level tokenizer over ``texts`` (every word and punctuation mark is one token).
+
+    Built offline with ``tokenizers`` (vocabulary: the special tokens, then the sorted distinct words,
+    so it is deterministic), wrapped as ``PreTrainedTokenizerFast`` that prepends ``<bos>``.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    if not texts:
+        raise ValueError("texts=[] is not accepted; accepted values: a non-empty list of strings")
+    splitter = pre_tokenizers.Whitespace()
+    words = sorted({w for t in texts for w, _ in splitter.pre_tokenize_str(t)})
+    vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + [w for w in words if w not in SPECIAL_TOKENS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = splitter
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        model_max_length=model_max_length, padding_side="right",
+    )
+
+
+def corpus_texts(data) -> list[str]:
+    """Every string of a MUSE-shaped corpus (all splits, QA in prompt format): the tokenizer's input."""
+    from .data import qa_prompt
+
+    texts = [t for docs in data.raw.values() for t in docs] + [t for docs in data.privleak.values() for t in docs]
+    texts += [qa_prompt(d["question"]) + " " + d["answer"] for qa in list(data.knowmem.values()) + list(data.icl.values()) for d in qa]
+    texts += [d["prompt"] + " " + d["gt"] for d in data.verbmem]
+    return texts
+
+
+def tiny_config(tokenizer, recipe: TinyRecipe = DEFAULT_RECIPE):
+    """The ``LlamaConfig`` of the tiny model (untied embeddings, ``initializer_range`` from the recipe)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_hidden_layers,
+        num_attention_heads=recipe.num_attention_heads,
+        num_key_value_heads=recipe.num_attention_heads,
+        max_position_embeddings=recipe.max_position_embeddings,
+        initializer_range=recipe.initializer_range,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+# --- training -----------------------------------------------------------------------------------------
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Next-token cross-entropy over positions whose label is not ``-100`` (labels are unshifted)."""
+    check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+        ignore_index=-100, label_smoothing=label_smoothing,
+    )
+
+
+def _batch_order(lengths: torch.Tensor, batch_size: int, steps: int, generator: torch.Generator, window: int = 8) -> list[torch.Tensor]:
+    """``steps`` index batches: seeded epoch permutations, sorted by length within windows of
+    ``window`` batches (so a batch pads little), the batches of a window in random order."""
+    n = int(lengths.numel())
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        order += torch.randperm(n, generator=generator).tolist()
+    order_t = torch.tensor(order[: steps * batch_size])
+    batches: list[torch.Tensor] = []
+    span = window * batch_size
+    for start in range(0, order_t.numel(), span):
+        chunk = order_t[start:start + span]
+        chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
+        group = list(chunk.split(batch_size))
+        batches += [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+    return batches
+
+
+def train_tiny_model(
+    model,
+    tokenizer,
+    examples,
+    recipe: TinyRecipe = DEFAULT_RECIPE,
+    *,
+    seed: int = 0,
+    eval_sets: dict | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict]:
+    """Train ``model`` in fp32 with AdamW, one-cycle LR, label smoothing, on every token of ``examples``.
+
+    ``eval_sets`` maps a name to QA examples (``utils.data.Example``) whose answer accuracy
+    (teacher-forced argmax) and mean answer probability are logged every ``recipe.eval_every`` steps.
+    Returns the history: one dict per logged step (``step``, ``loss``, ``lr``, ``<name>_acc``,
+    ``<name>_prob``, ``seconds``).
+    """
+    from tqdm.auto import tqdm
+
+    from .data import encode_examples
+    from .metrics import answer_stats
+    from .repro import torch_generator
+
+    check_range("seed", seed, 0, integer=True)
+    enc = encode_examples(tokenizer, list(examples), add_eos=True)
+    batches = _batch_order(enc["attention_mask"].sum(1), recipe.batch_size, recipe.steps, torch_generator(seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.lr, total_steps=recipe.steps, pct_start=recipe.warmup_fraction, anneal_strategy="cos"
+    )
+    history: list[dict] = []
+    losses: list[float] = []
+    start = time.perf_counter()
+
+    def log(step: int) -> None:
+        row = {"step": step, "loss": float(sum(losses) / len(losses)) if losses else float("nan"),
+               "lr": float(schedule.get_last_lr()[0]), "seconds": round(time.perf_counter() - start, 2)}
+        model.eval()
+        for name, qa in (eval_sets or {}).items():
+            stats = answer_stats(model, tokenizer, qa)
+            row[f"{name}_acc"] = float(stats["correct"].float().mean())
+            row[f"{name}_prob"] = float(stats["prob"].mean())
+        model.train()
+        history.append(row)
+        losses.clear()
+
+    log(0)
+    model.train()
+    bar = tqdm(batches, desc=desc, disable=not progress, leave=False)
+    for step, idx in enumerate(bar, start=1):
+        mask = enc["attention_mask"][idx]
+        width = int(mask.sum(1).max())
+        logits = model(input_ids=enc["input_ids"][idx, :width], attention_mask=mask[:, :width]).logits
+        loss = lm_loss(logits, enc["labels"][idx, :width], recipe.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % recipe.eval_every == 0 or step == recipe.steps:
+            log(step)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    model.eval()
+    return history
+
+
+# --- saving and the cache -----------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_manifest(folder: Path, meta: dict | None = None) -> dict:
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {"files": files, "meta": meta or {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def verify_saved_dir(path: str | Path) -> bool:
+    """True when ``path`` holds a manifest and every file it lists exists with the same size and hash."""
+    folder = Path(path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not files:
+        return False
+    for rel, info in files.items():
+        p = folder / rel
+        if not p.is_file() or p.stat().st_size != info["bytes"] or _sha256(p) != info["sha256"]:
+            return False
+    return True
+
+
+def atomic_save_dir(model, tokenizer, path: str | Path, extra: dict[str, Any] | None = None, meta: dict | None = None) -> Path:
+    """Save ``model`` and ``tokenizer`` (``save_pretrained``) plus ``extra`` JSON files into ``path``.
+
+    Everything is written into a temporary sibling folder with a ``manifest.json`` (size and SHA-256 of
+    every file), which then replaces ``path`` by renaming, so a crash never leaves a half-written
+    model under ``path``. ``extra`` maps file names to JSON-serialisable content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, content in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
+        _write_manifest(tmp, meta)
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}-{time.time_ns()}"
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def tiny_cache_key(seed: int, recipe: TinyRecipe = DEFAULT_RECIPE, corpus: str | None = None) -> str:
+    """Short hash of the corpus fingerprint, the recipe and the seed (names the cache folder)."""
+    from .data import corpus_fingerprint
+
+    corpus = corpus if corpus is not None else corpus_fingerprint()
+    blob = json.dumps({"corpus": corpus, "recipe": asdict(recipe), "seed": seed, "training": TRAINING_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TinyWorld:
+    """The offline world: corpus, tokenizer, trained target and retrain oracle (and where they live)."""
+
+    target: Any
+    oracle: Any
+    tokenizer: Any
+    data: Any
+    target_dir: Path
+    oracle_dir: Path
+    history: dict[str, list[dict]]
+    recipe: TinyRecipe
+    seed: int
+    built: list[str] = field(default_factory=list)
+
+
+def _build_role(role: str, data, tokenizer, recipe: TinyRecipe, seed: int, folder: Path, progress: bool) -> None:
+    """Train the target (forget + retain) or the oracle (retain only) and save it atomically."""
+    from transformers import LlamaForCausalLM
+
+    from .data import qa_examples, training_examples
+    from .repro import seed_everything
+
+    seed_everything(seed)
+    model = LlamaForCausalLM(tiny_config(tokenizer, recipe)).float()
+    splits = ("forget", "retain") if role == "target" else ("retain",)
+    # training curves: every forget question and the first ``CURVE_RETAIN`` retain questions (cheap to log)
+    eval_sets = {"forget": qa_examples(data, "forget"), "retain": qa_examples(data, "retain")[:CURVE_RETAIN]}
+    history = train_tiny_model(model, tokenizer, training_examples(data, splits), recipe, seed=seed,
+                               eval_sets=eval_sets, progress=progress, desc=f"training tiny {role}")
+    meta = {"role": role, "seed": seed, "recipe": asdict(recipe), "trained_on": list(splits)}
+    atomic_save_dir(model, tokenizer, folder, extra={HISTORY: history, "recipe.json": asdict(recipe)}, meta=meta)
+
+
+def get_tiny_world(
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    *,
+    recipe: TinyRecipe | None = None,
+    data_folder: str | Path | None = None,
+) -> TinyWorld:
+    """Return the tiny target and retrain oracle for ``seed``, training them into the cache if needed.
+
+    The cache folder is ``<cache_dir>/tiny/seed<seed>-<hash of corpus, recipe and seed>/{target,oracle}``;
+    a folder that is missing, partial or corrupted (manifest mismatch) is rebuilt, otherwise it is
+    reused. A file lock makes concurrent callers wait for one build instead of racing it.
+    ``recipe`` and ``data_folder`` exist for tests (a smaller recipe, another corpus folder).
+    """
+    from filelock import FileLock
+    from transformers import LlamaForCausalLM
+
+    from .config import default_cache_dir
+    from .data import corpus_fingerprint, load_muse_mini
+
+    check_range("seed", seed, 0, integer=True)
+    recipe = recipe or DEFAULT_RECIPE
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    data = load_muse_mini(data_folder)
+    key = tiny_cache_key(seed, recipe, corpus_fingerprint(data_folder))
+    root = cache_dir / "tiny" / f"seed{seed}-{key}"
+    root.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_word_tokenizer(corpus_texts(data), recipe.max_position_embeddings)
+    built = []
+    with FileLock(str(root) + ".lock", timeout=3600):
+        for role in ROLES:
+            if not verify_saved_dir(root / role):
+                _build_role(role, data, tokenizer, recipe, seed, root / role, progress)
+                built.append(role)
+    models = {role: LlamaForCausalLM.from_pretrained(root / role).eval() for role in ROLES}
+    history = {role: json.loads((root / role / HISTORY).read_text()) for role in ROLES}
+    return TinyWorld(
+        target=models["target"], oracle=models["oracle"], tokenizer=load_tokenizer(root / "target"), data=data,
+        target_dir=root / "target", oracle_dir=root / "oracle", history=history, recipe=recipe, seed=seed, built=built,
+    )
+
+
+# --- one loader -------------------------------------------------------------------------------------
+DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _is_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or isinstance(
+            try_to_load_from_cache(repo_id, "tokenizer_config.json"), str)
+    except Exception:  # a malformed id is "not cached"; the loader then explains
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub endpoint answers a TCP connection within ``timeout`` seconds (True behind a proxy)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_message(repo_id: str, why: str) -> str:
+    return (
+        f"cannot load {repo_id!r}: {why}. Download it once on a machine with network access "
+        f"(`huggingface-cli download {repo_id}`), point UQ_MODEL at a local folder, or use the offline "
+        "default UQ_MODEL=tiny (trained on this machine in about two minutes)"
+    )
+
+
+def resolve_model_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
+    """Map a preset name, local folder or hub id to ``(what from_pretrained gets, local_files_only)``.
+
+    Fails within seconds with a clear message when a hub id is neither cached nor reachable.
+    ``'tiny'`` resolves to the cached tiny target (built on first use).
+    """
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise UQError(f"name_or_path={name_or_path!r} is not accepted; accepted values: {', '.join(map(repr, PRESETS))}, a local folder or a hub id 'org/name'")
+    preset = PRESETS.get(name_or_path)
+    if preset is not None and preset.hub_id is None:
+        return str(get_tiny_world(progress=True).target_dir), True
+    source = preset.hub_id if preset is not None else name_or_path
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return str(local), True
+    if "/" not in source or source.startswith((".", "/", "~")):
+        raise UQError(
+            f"name_or_path={name_or_path!r} is not accepted: no such local folder, and not a preset "
+            f"({', '.join(map(repr, PRESETS))}) or a hub id 'org/name'"
+        )
+    cached = _is_cached(source)
+    if _hub_offline():
+        if not cached:
+            raise UQError(_offline_message(source, "it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"))
+        return source, True
+    if not _hub_reachable():
+        if not cached:
+            raise UQError(_offline_message(source, "it is not in the local Hugging Face cache and the hub cannot be reached (no network)"))
+        return source, True
+    return source, False
+
+
+def _dtype(dtype) -> Any:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    return DTYPES[check_choice("dtype", dtype, DTYPES)]
+
+
+def load_tokenizer(name_or_path: str | os.PathLike):
+    """The tokenizer of ``'tiny'``, a preset, a local folder or a hub id (pad token set if missing)."""
+    from transformers import AutoTokenizer
+
+    source, local_only = resolve_model_source(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except OSError as err:
+        raise UQError(_offline_message(source, f"the tokenizer could not be loaded ({str(err).splitlines()[0]})")) from err
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name_or_path: str | os.PathLike, *, dtype=None, device: str | torch.device = "cpu"):
+    """Load a causal LM: ``'tiny'`` (the cached tiny target), a preset, a local folder or a hub id.
+
+    ``dtype``: None (as saved), ``'auto'``, ``'float32'``, ``'bfloat16'``, ``'float16'`` or a torch dtype.
+    ``device``: ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'mps'``, ``'auto'`` or a ``torch.device``.
+    The model is returned in eval mode.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from .config import check_device
+    from .repro import pick_device
+
+    torch_dtype = _dtype(dtype)
+    dev = device if isinstance(device, torch.device) else pick_device(check_device(device))
+    source, local_only = resolve_model_source(name_or_path)
+    kwargs: dict[str, Any] = {"local_files_only": local_only}
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise UQError(_offline_message(source, f"loading failed ({str(err).splitlines()[0]})")) from err
+    return model.to(dev).eval()
+
+
+def count_parameters(model) -> int:
+    """Number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def with_recipe(**changes) -> TinyRecipe:
+    """The default recipe with some fields changed (validated), e.g. ``with_recipe(steps=50)``."""
+    return replace(DEFAULT_RECIPE, **changes)
+
+
+__all__ = [
+    "PRESETS", "Preset", "TinyRecipe", "DEFAULT_RECIPE", "TinyWorld", "get_tiny_world", "load_model", "load_tokenizer",
+    "atomic_save_dir", "verify_saved_dir", "build_word_tokenizer", "tiny_config", "train_tiny_model", "lm_loss",
+    "tiny_cache_key", "resolve_model_source", "count_parameters", "with_recipe", "corpus_texts",
+]
