@@ -114,7 +114,7 @@ def test_check_fits_stops_before_a_run_that_needs_a_gpu():
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"methods": ("GAX",)}, "method"), ({"quantizers": ("rtn3x",)}, "quantizer"), ({"data": "wiki"}, "data"),
+    [({"methods": ("GAX",)}, "method"), ({"quantizers": ("rtn3x",)}, "quantizer"), ({"data": "wiki"}, "UQ_DATA"),
      ({"seed": -1}, "UQ_SEED"), ({"steps": 0}, "steps"), ({"lr": 0.0}, "lr")],
 )
 def test_settings_validate(kwargs, name):

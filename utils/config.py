@@ -47,7 +47,9 @@ def check_device(device: str) -> str:
     """Accept 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."""
     if isinstance(device, str) and re.fullmatch(r"cuda:\d+", device):
         return device
-    return check_choice("UQ_DEVICE", device, DEVICE_CHOICES[:3] + DEVICE_CHOICES[4:])
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise UQError(f"UQ_DEVICE={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N' (N = GPU index, e.g. 'cuda:0'), 'mps'")
+    return device
 
 
 def check_model_name(model: str) -> str:

@@ -48,6 +48,8 @@ def pick_device(preference: str = "auto") -> torch.device:
     'auto' picks CUDA, then Apple MPS, then the CPU. Asking for a device that is absent raises a
     clear error instead of failing later inside a kernel.
     """
+    if not isinstance(preference, str):
+        raise UQError(f"UQ_DEVICE={preference!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
     if preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

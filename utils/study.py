@@ -305,7 +305,6 @@ class StudySettings:
     finetune_steps: int = 300
     cache_dir: Path | None = None
     progress: bool = True
-    stages: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from .config import check_device, check_model_name, check_seed
@@ -314,8 +313,16 @@ class StudySettings:
 
         self.seed = check_seed(self.seed)
         self.model = check_model_name(self.model)
-        check_choice("data", self.data, ("mini", "news", "books"))
+        check_choice("UQ_DATA", self.data, ("mini", "news", "books"))
         self.device = check_device(self.device)
+        for name in ("methods", "quantizers"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
+                raise UQError(f"{name}={value!r} is not accepted; accepted values: a non-empty tuple of names such as "
+                              + ("('GA', 'NPO_GDR')" if name == "methods" else "('rtn4', 'fp4')"))
+            setattr(self, name, tuple(value))
+        if not isinstance(self.out, (str, os.PathLike)):
+            raise UQError(f"out={self.out!r} is not accepted; accepted values: a folder path")
         for m in self.methods:
             check_method(m)
         for q in self.quantizers:

@@ -8,6 +8,7 @@ parameter, the value received and the accepted values, e.g.::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,7 +43,7 @@ def check_range(
         raise UQError(f"{name}={value!r} is not accepted; it must be {kind}{_bounds(low, high, low_inclusive, high_inclusive)}")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
-    if too_low or too_high or value != value:  # value != value catches NaN
+    if too_low or too_high or not math.isfinite(value):  # NaN and +-inf are never accepted
         raise UQError(f"{name}={value!r} is out of range; it must be {kind}{_bounds(low, high, low_inclusive, high_inclusive)}")
     return value
 
