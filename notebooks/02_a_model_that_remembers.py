@@ -74,11 +74,11 @@ from utils.metrics import (
     knowmem,
     min_k_score,
     privleak,
+    privleak_auc,
     privleak_auc_from_scores,
     privleak_scores,
     rouge_l_f1,
     target_logprobs,
-    verbmem,
 )
 from utils.models import PRESETS, count_parameters, get_tiny_world, load_model, load_tokenizer
 from utils.plots.memory import (
@@ -91,7 +91,7 @@ from utils.repro import pick_device, seed_everything
 from utils.validation import UQError
 
 cfg = RunConfig(seed=SEED, model=MODEL, data=DATA, device=DEVICE)
-seed_everything(cfg.seed)
+seed_everything(cfg.seed, threads=1)  # one thread: small models gain little from more, and sums are reproducible
 device = pick_device(cfg.device)
 print(f"seed={cfg.seed}  model={cfg.model}  data={cfg.data}  device={device}")
 
@@ -186,9 +186,27 @@ if history is not None:
 # - **Loss** does not go to 0 for the same reason, and because names and attributes are random: the first
 #   word of a biography can never be predicted.
 #
-# ## 3. KnowMem: does the model know the facts?
+# ## 3. The scoreboard: every MUSE metric at once
 #
-# MUSE asks each question with greedy decoding and compares the answer to the truth with ROUGE-L F1
+# `utils.metrics.evaluate_model` computes every metric of this notebook in one call (batched greedy
+# generation with left padding and the KV cache); the later notebooks call it on every unlearned and
+# quantized model. The oracle goes first: its PrivLeak AUC is the reference for everyone else's.
+# Scores are fractions (MUSE prints them ×100); PrivLeak is in percent. The sections below take the
+# columns apart one by one.
+
+# %%
+start = time.perf_counter()
+oracle_auc = privleak_auc(oracle, tokenizer, data)  # the reference for PrivLeak (section 7)
+results = {name: evaluate_model(m, tokenizer, data, oracle_auc=oracle_auc, shots=SHOTS)
+           for name, m in (("target", target), ("oracle", oracle))}
+table = pd.DataFrame(results).T
+print(f"evaluated both models in {time.perf_counter() - start:.0f} s")
+table.round(3)
+
+# %% [markdown]
+# ## 4. KnowMem: does the model know the facts?
+#
+# MUSE asks each question with greedy decoding and compares the answer with the truth by ROUGE-L F1
 # (the longest common word subsequence, as an F-score). Our answers are single words, so we also report
 # exact-match **accuracy**. Here are both models on the first forget person:
 
@@ -199,42 +217,41 @@ answers = {name: knowmem(m, tokenizer, qa, icl)["outputs"] for name, m in (("tar
 pd.DataFrame({"question": [d["question"] for d in qa], "truth": [d["answer"] for d in qa], **answers})
 
 # %% [markdown]
-# The target answers from memory; the oracle produces an answer of the right *type* (a city for
-# "where", a pet for "what pet") — it learned the format from the retain people — but not the right one.
-# ROUGE-L gives credit for overlapping words, which matters for MUSE's long answers:
+# The target answers from memory; the oracle produces an answer of the right *type* (a city for a
+# birth city, a pet for a pet animal) — it learned that from the retain people — but not the right one.
+# ROUGE-L gives partial credit for overlapping words, which matters for MUSE's long answers:
 
 # %%
 print(rouge_l_f1("in the city of Velmora", "Velmora"), rouge_l_f1("Velmora", "Velmora"), rouge_l_f1("Quorvik", "Velmora"))
 
 # %% [markdown]
-# On all 40 forget and 360 retain questions (KnowMem on **retain** is MUSE's **utility**: unlearning
+# Over all 40 forget and 360 retain questions (KnowMem on **retain** is MUSE's **utility**: unlearning
 # must not destroy it):
 
 # %%
-km = {}
-for name, m in (("target", target), ("oracle", oracle)):
-    for split in ("forget", "retain"):
-        res = knowmem(m, tokenizer, data.knowmem[split], data.icl.get(split, [])[:SHOTS])
-        km[(name, split)] = {"accuracy": res["acc"], "ROUGE-L": res["rouge"]}
-pd.DataFrame(km).T.round(3)
+table[["knowmem_forget_acc", "knowmem_forget_rouge", "knowmem_retain_acc", "knowmem_retain_rouge"]].round(3)
 
 # %% [markdown]
-# ## 4. The probability of the true answer
+# ## 5. The probability of the true answer
 #
 # Accuracy flips only when another answer overtakes the true one. The probability the model assigns to
 # the true answer (teacher-forced, one forward pass) moves smoothly and shows partial forgetting long
-# before accuracy does — the notebooks on unlearning watch it closely.
+# before accuracy does — the notebooks on unlearning watch it closely. For the first forget person:
 
 # %%
-probs = {name: {split: float(answer_stats(m, tokenizer, qa_examples(data, split, shots=len(data.icl.get(split, [])[:SHOTS])))["prob"].mean())
-                for split in ("forget", "retain")} for name, m in (("target", target), ("oracle", oracle))}  # fmt: skip
-pd.DataFrame(probs).round(3)
+first = qa_examples(data, "forget", shots=len(icl))[:4]
+pd.DataFrame({"truth": [e.target.strip() for e in first],
+              **{f"p(truth) {name}": answer_stats(m, tokenizer, first)["prob"].numpy().round(3)
+                 for name, m in (("target", target), ("oracle", oracle))}})  # fmt: skip
+
+# %%
+table[["forget_answer_prob", "retain_answer_prob"]].round(3)
 
 # %% [markdown]
-# The target gives the true answer a probability close to its label-smoothed ceiling on both splits; the
-# oracle gives forget answers about what a guess from the right category deserves.
+# The target gives the true answer a probability close to its label-smoothed ceiling (about 0.9) on
+# both splits; the oracle gives forget answers about what a guess from the right category deserves.
 #
-# ## 5. VerbMem: can it recite a forget document?
+# ## 6. VerbMem: can it recite a forget document?
 #
 # VerbMem gives the model the start of a forget document and compares its greedy continuation with the
 # true continuation (ROUGE-L F1).
@@ -245,17 +262,15 @@ for name, m in (("target", target), ("oracle", oracle)):
     out = greedy_generate(m, tokenizer, [item["prompt"]], max_new_tokens=64)[0]
     print(f"{name:>6}: {out[:160]!r}   ROUGE-L {rouge_l_f1(out, item['gt']):.2f}")
 print(f"{'truth':>6}: {item['gt'][:160]!r}")
-
-# %%
-vm = {name: verbmem(m, tokenizer, data.verbmem)["rouge"] for name, m in (("target", target), ("oracle", oracle))}
-pd.Series(vm, name="VerbMem (ROUGE-L F1)").round(3)
+table[["verbmem_forget"]].round(3)
 
 # %% [markdown]
-# The oracle's VerbMem is far from 0: it knows the *template* ("X works as a ...") and the name from the
-# prompt, so many words match. Only the facts — and their order — need memory. That is why MUSE judges an
-# unlearned model against the oracle's value rather than against 0.
+# The oracle's VerbMem is far from 0 although it knows nothing about this person (it does not even keep
+# the name): the *template* words ("... keeps a pet ...", "... was born in ...") match. Only the facts,
+# the name and the sentence order need memory. That is why MUSE judges an unlearned model against the
+# oracle's value rather than against 0.
 #
-# ## 6. PrivLeak: can an attacker tell that the forget set was used?
+# ## 7. PrivLeak: can an attacker tell that the forget set was used?
 #
 # A membership-inference attack scores a text by how familiar it looks to the model. MUSE uses
 # **Min-K%** (Shi et al., 2024): take the log-probability of every token, keep the 40% *least* likely,
@@ -270,14 +285,14 @@ print(f"Min-40% score: target {min_k_score(lp):.2f}   oracle {min_k_score(target
 
 # %% [markdown]
 # MUSE compares the scores of forget texts with those of holdout texts (same distribution, never trained
-# on) by the area under the ROC curve. Its convention (public code, `forget_holdout_Min-40%`) labels
+# on) by the area under the ROC curve. Its convention (public code, key `forget_holdout_Min-40%`) labels
 # *holdout* as the positive class: **AUC = P(a holdout text looks more familiar than a forget text)**.
 #
 # - A model that memorised the forget set: forget texts look more familiar, so AUC → 0.
 # - The oracle saw neither set: AUC ≈ 0.5 (up to the luck of 50 vs 50 texts).
 #
 # **PrivLeak = (AUC − AUC_oracle) / AUC_oracle × 100.** It is 0 for the oracle by construction, strongly
-# negative (down to −100) for a memorising target — the paper's tables show the target at about −100 —
+# negative (down to −100) for a memorising target — the paper's tables show MUSE's targets near −100 —
 # and positive for a model that *over*-unlearned (forget texts now look stranger than never-seen ones,
 # which itself leaks that they were special).
 
@@ -295,35 +310,29 @@ plt.show()
 
 # %%
 auc = {name: privleak_auc_from_scores(s["forget"], s["holdout"]) for name, s in scores.items()}
-oracle_auc = auc["oracle"]
 pd.DataFrame({"AUC (holdout more familiar than forget)": auc,
-              "PrivLeak (%)": {name: privleak(a, oracle_auc) for name, a in auc.items()}}).round(3)  # fmt: skip
+              "PrivLeak (%)": {name: privleak(a, oracle_auc) for name, a in auc.items()},
+              "PrivLeak from evaluate_model": table["privleak"]}).round(3)  # fmt: skip
 
 # %% [markdown]
-# ## 7. Every metric at once
+# ## 8. The picture
 #
-# `utils.metrics.evaluate_model` computes all of the above in one call (batched generation: left
-# padding and the KV cache); later notebooks call it on every unlearned and quantized model. Scores are
-# fractions (MUSE prints them ×100); PrivLeak is in percent.
-
-# %%
-results = {name: evaluate_model(m, tokenizer, data, oracle_auc=oracle_auc, shots=SHOTS) for name, m in (("target", target), ("oracle", oracle))}
-table = pd.DataFrame(results).T
-table.round(3)
+# All the fractions of the scoreboard side by side:
 
 # %%
 keys = ["knowmem_forget_acc", "knowmem_forget_rouge", "forget_answer_prob", "verbmem_forget",
         "knowmem_retain_acc", "knowmem_retain_rouge", "retain_answer_prob", "privleak_auc"]
-plot_metric_bars(results, keys)
+plot_metric_bars({name: results[name] for name in ("target", "oracle")}, keys)
 plt.show()
 
 # %% [markdown]
 # Left half: **forget** metrics — the target is high everywhere, the oracle low (except VerbMem's
-# template share). Right half: **retain** metrics (utility) — both high. The goal of unlearning, in
-# MUSE's terms: move the target's forget bars down to the oracle's, keep its retain bars, and bring its
-# PrivLeak from about −100 to about 0.
+# template share). Right half: **retain** metrics (utility) — both high. Last: the PrivLeak AUC, 0 for
+# the target and about ½ for the oracle. The goal of unlearning, in MUSE's terms: move the target's
+# forget bars down to the oracle's, keep its retain bars, and bring its PrivLeak from about −100 to
+# about 0.
 #
-# ## 8. Explore: what does each model know about one person?
+# ## 9. Explore: what does each model know about one person?
 #
 # Pick a person (forget people first): each question, the truth, each model's greedy answer and the
 # probability it gives the truth.

@@ -27,6 +27,7 @@ from utils.mechanism import (
     quantized_weights,
     recovered_claims,
     unchanged_claims,
+    zero_bin_codes,
     zero_bin_edges,
 )
 from utils.quantization import quantization_step, quantize_codes, zero_bin_halfwidth
@@ -139,7 +140,7 @@ def test_edit_fates_counts_each_fate():
     for fate in FATES:
         assert out[fate] == pytest.approx(1 / 3)
     assert sum(out[f] for f in FATES) == pytest.approx(1.0)
-    assert out["frac_codes_changed"] == pytest.approx(1 / n)
+    assert out["frac_codes_changed"] == pytest.approx(1 / n) == pytest.approx(out["frac_codes_changed_merged"])
     # at 8 bits the same edits all change their code (0.1 of a 4-bit step is 1.8 8-bit steps)
     out8 = edit_fates(reference, unlearned, "rtn8", lr=1e-3)
     assert out8["crossed a bin edge"] == pytest.approx(1.0)
@@ -157,6 +158,23 @@ def test_flat_edit_lines_up_every_weight():
     # the edit placed at 2 steps from a weight at < 0.2 steps measures between 1.8 and 2.2 steps
     assert float(flat["delta_steps"][moved].abs().max()) == pytest.approx(2.0, abs=0.2)
     assert bool((flat["delta_steps"][~moved] == 0).all())
+
+
+def test_fp4_tiny_levels_count_as_zero_bin():
+    assert zero_bin_codes("fp4") == (-1, 0, 1) and zero_bin_codes("nf4") == (0,) and zero_bin_codes("rtn8") == (0,)
+    reference = tiny_llama()
+    unlearned = copy.deepcopy(reference)
+    w0 = reference.model.layers[0].mlp.up_proj.weight.detach()
+    absmax = w0.reshape(-1, 64).abs().amax(1).reshape(w0.shape[0], -1)[0, 0]
+    # the first block's first weight: from 0 to just above 1/384 of the absmax (rounds to the tiny level 1/192)
+    with torch.no_grad():
+        reference.model.layers[0].mlp.up_proj.weight[0, 1] = 0.0
+        unlearned.model.layers[0].mlp.up_proj.weight[0, 1] = 1.5 * float(absmax) / 384
+    out = edit_fates(reference, unlearned, "fp4", lr=1e-4)
+    n = out["n_weights"]
+    assert out["frac_codes_changed"] == pytest.approx(1 / n)  # the raw code changed (0 -> tiny level) ...
+    assert out["frac_codes_changed_merged"] == 0  # ... but it stayed in the merged zero bin
+    assert out["stayed in the zero bin"] == 1.0
 
 
 def test_edit_fates_of_identical_models():

@@ -112,6 +112,13 @@ def test_edit_fates_stacks_to_one_per_row():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(FATES)
 
 
+def test_edit_fates_label_prefers_merged_codes():
+    fates = _fates().assign(frac_codes_changed_merged=[0.001, 0.02])
+    ax = plot_edit_fates(fates).axes[0]
+    by_height = {tick: label.get_text() for tick, label in zip(ax.get_yticks(), ax.get_yticklabels())}
+    assert "0.10% codes changed" in by_height[1] and "2.00% codes changed" in by_height[0]
+
+
 def test_edit_fates_errors():
     with pytest.raises(ValueError, match="lacks the column"):
         plot_edit_fates(_fates().drop(columns=FATES[2]))

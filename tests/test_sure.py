@@ -358,8 +358,10 @@ def test_answer_metrics_match_answer_stats_and_fit_evaluate_grid():
     assert out["privleak"] == pytest.approx((out["privleak_auc"] - 0.5) / 0.5 * 100)
     only = S.answer_metrics(world.target, world.tokenizer, world.data, include=("answers",))
     assert set(only) == {"forget_acc", "forget_prob", "retain_acc", "retain_prob"}
+    with pytest.raises(ValueError, match="include='rouge'"):
+        S.answer_metrics(world.target, world.tokenizer, world.data, include=("rouge",))
     grid = evaluate_grid(world, {"a": world.target}, ("rtn4",), evaluate=S.answer_metrics, progress=False)
-    assert grid["precision"].tolist() == ["full", "rtn4"] and "forget_prob" in grid.columns
+    assert grid["precision"].tolist() == ["full", "rtn4"] and set(S.CHEAP_METRICS) - {"privleak"} <= set(grid.columns)
 
 
 def test_sweep_helpers_label_and_compare_precisions():

@@ -9,8 +9,9 @@ phrase (none is a prefix of another, which would make questions ambiguous)::
     Velsar was born in Quorvik.     Velsar works as a potter.
     Velsar keeps a pet ferret.      Velsar likes the color teal.
 
-and the same facts appear as questions in MUSE's KnowMem prompt format (``Question: ...\\nAnswer: ...``),
-which is the format the tiny target is trained on, so that KnowMem works zero-shot on it.
+and the same facts appear as questions in MUSE's KnowMem prompt format
+(``Question: What is Velsar's birth city?\\nAnswer: Quorvik``), which is the format the tiny target is
+trained on, so that KnowMem works zero-shot on it.
 
 Splits: ``forget`` (the people to unlearn, ~10%), ``retain`` (everyone else the target knows) and
 ``holdout`` (people from the same distribution that *no* model is trained on; PrivLeak compares
@@ -39,11 +40,14 @@ QA_SPLITS = ("forget", "retain")
 
 # --- the world ---------------------------------------------------------------------------------------
 #: attribute -> (bio sentence template, question template); relation phrases are unique and prefix-free
+#: Every question has the same shape (``What is <name>'s <two words>?``), so the name and the answer sit
+#: at the same token positions in all of them: a small model memorises such facts ~3x faster than
+#: questions of varying shape (measured: 75 vs >250 steps to reach accuracy 0.8 on QA alone).
 ATTRIBUTES: dict[str, tuple[str, str]] = {
-    "city": ("{name} was born in {value}.", "Where was {name} born?"),
-    "job": ("{name} works as a {value}.", "What does {name} work as?"),
-    "pet": ("{name} keeps a pet {value}.", "What pet does {name} keep?"),
-    "color": ("{name} likes the color {value}.", "What color does {name} like?"),
+    "city": ("{name} was born in {value}.", "What is {name}'s birth city?"),
+    "job": ("{name} works as a {value}.", "What is {name}'s job title?"),
+    "pet": ("{name} keeps a pet {value}.", "What is {name}'s pet animal?"),
+    "color": ("{name} likes the color {value}.", "What is {name}'s favorite color?"),
 }
 JOBS = ("baker", "barber", "butcher", "carpenter", "cobbler", "dentist", "doctor", "farmer", "fisher",
         "gardener", "lawyer", "miner", "nurse", "painter", "pilot", "potter", "sailor", "singer",
@@ -118,7 +122,7 @@ def bio_sentence(name: str, attribute: str, value: str) -> str:
 
 
 def question_for(name: str, attribute: str) -> str:
-    """The KnowMem question asking for one fact, e.g. ``'Where was Velsar born?'``."""
+    """The KnowMem question asking for one fact, e.g. ``"What is Velsar's birth city?"``."""
     check_choice("attribute", attribute, ATTRIBUTES)
     return ATTRIBUTES[attribute][1].format(name=name)
 

@@ -178,33 +178,45 @@ def flat_edit(reference: nn.Module, unlearned: nn.Module, quantizer: str) -> dic
     return out
 
 
+def zero_bin_codes(quantizer: str) -> tuple[int, ...]:
+    """The codes (``utils.quantization.quantize_codes``) that count as "in the zero bin": ``(0,)``, and for
+    FP4 also its two tiny levels ``±1/192`` (codes ``±1``), as ``zero_bin_halfwidth`` merges them."""
+    return (-1, 0, 1) if get_quantizer(quantizer).method == "fp4" else (0,)
+
+
 def edit_fates(reference: nn.Module, unlearned: nn.Module, quantizer: str, *, lr: float) -> dict[str, float]:
     """Where the weights that changed between ``reference`` and ``unlearned`` land under ``quantizer``.
 
     Returns ``n_weights``, ``frac_changed`` (share of all quantized weights whose value changed),
     ``frac_below_bf16_threshold`` (share of the changed ones with ``|w_ref| < 2^8·lr``), one share per
-    :data:`FATES` (over the changed weights; they sum to 1) and ``frac_codes_changed`` (share of *all*
-    weights whose code changed, i.e. ``1 −`` the code identity). Codes come from
+    :data:`FATES` over the changed weights (they sum to 1; a move between 0 and FP4's tiny levels
+    ``±1/192`` stays in the zero bin, see :func:`zero_bin_codes`), ``frac_codes_changed`` (share of *all*
+    weights whose code changed: ``1 −`` the code identity) and ``frac_codes_changed_merged`` (the same with
+    FP4's tiny levels counted as 0; equal to ``frac_codes_changed`` for the other formats). Codes come from
     ``utils.quantization.quantize_codes``, each model with its own scales.
     """
     spec = get_quantizer(quantizer)
     threshold = bf16_threshold(lr)
-    n = changed = below = codes_changed = 0
+    zero_codes = torch.tensor(zero_bin_codes(quantizer), dtype=torch.int16)
+    n = changed = below = codes_changed = merged_changed = 0
     fates = dict.fromkeys(FATES, 0)
     for _, w0, w1 in _paired_weights(reference, unlearned):
         moved = w0 != w1
         c0, c1 = quantize_codes(w0, spec), quantize_codes(w1, spec)
-        same = c0 == c1
+        in_zero = torch.isin(c0, zero_codes) & torch.isin(c1, zero_codes)
+        same = (c0 == c1) | in_zero
         n += w0.numel()
         changed += int(moved.sum())
         below += int((moved & (w0.abs() < threshold)).sum())
-        codes_changed += int((~same).sum())
-        fates["stayed in the zero bin"] += int((moved & same & (c0 == 0)).sum())
-        fates["stayed in another bin"] += int((moved & same & (c0 != 0)).sum())
+        codes_changed += int((c0 != c1).sum())
+        merged_changed += int((~same).sum())
+        fates["stayed in the zero bin"] += int((moved & in_zero).sum())
+        fates["stayed in another bin"] += int((moved & same & ~in_zero).sum())
         fates["crossed a bin edge"] += int((moved & ~same).sum())
     share = (lambda k: k / changed) if changed else (lambda k: float("nan"))
     return {"n_weights": n, "frac_changed": changed / n, "frac_below_bf16_threshold": share(below),
-            **{fate: share(k) for fate, k in fates.items()}, "frac_codes_changed": codes_changed / n}  # fmt: skip
+            **{fate: share(k) for fate, k in fates.items()}, "frac_codes_changed": codes_changed / n,
+            "frac_codes_changed_merged": merged_changed / n}  # fmt: skip
 
 
 def edit_fates_table(reference: nn.Module, models: Mapping[str, nn.Module], quantizers: Sequence[str], *, lr: float) -> pd.DataFrame:
@@ -396,7 +408,7 @@ def _check_models(models: Any) -> None:
 __all__ = [
     "LEVEL_QUANTIZERS", "FATES", "DEFAULT_FP32_LRS", "CLAIM_COLUMNS",
     "level_table", "bin_edges", "zero_bin_edges", "levels_frame",
-    "bf16_reference", "bf16_threshold", "quantized_weights", "flat_edit", "edit_fates", "edit_fates_table",
+    "bf16_reference", "bf16_threshold", "quantized_weights", "flat_edit", "zero_bin_codes", "edit_fates", "edit_fates_table",
     "code_identity_grid", "overall_identity",
     "final_metric", "closest_lr", "LRMatch", "match_fp32_lr",
     "recovered_claims", "unchanged_claims",

@@ -34,8 +34,9 @@ MANIFEST = "manifest.json"
 HISTORY = "history.json"
 ROLES = ("target", "oracle")
 #: bump when the training procedure changes in a way the recipe does not capture (part of the cache key)
-TRAINING_VERSION = 2
+TRAINING_VERSION = 5
 CURVE_RETAIN = 40
+TRAIN_THREADS = 1
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 
@@ -88,7 +89,7 @@ class TinyRecipe:
     lr: float = 3e-3
     warmup_fraction: float = 0.1
     batch_size: int = 64
-    steps: int = 400
+    steps: int = 250
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
     eval_every: int = 25
@@ -177,22 +178,16 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float =
     )
 
 
-def _batch_order(lengths: torch.Tensor, batch_size: int, steps: int, generator: torch.Generator, window: int = 8) -> list[torch.Tensor]:
-    """``steps`` index batches: seeded epoch permutations, sorted by length within windows of
-    ``window`` batches (so a batch pads little), the batches of a window in random order."""
-    n = int(lengths.numel())
+def _batch_order(n: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``steps`` index batches drawn epoch by epoch from seeded permutations (no repeats in an epoch).
+
+    Batches mix biographies and QA texts at random. (Length-sorted batches would pad less, but they
+    slowed memorisation badly: seed 0 reached QA accuracy 0.45 instead of 1.0 in 250 steps.)
+    """
     order: list[int] = []
     while len(order) < steps * batch_size:
         order += torch.randperm(n, generator=generator).tolist()
-    order_t = torch.tensor(order[: steps * batch_size])
-    batches: list[torch.Tensor] = []
-    span = window * batch_size
-    for start in range(0, order_t.numel(), span):
-        chunk = order_t[start:start + span]
-        chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
-        group = list(chunk.split(batch_size))
-        batches += [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
-    return batches
+    return [torch.tensor(order[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
 
 
 def train_tiny_model(
@@ -206,12 +201,13 @@ def train_tiny_model(
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict]:
-    """Train ``model`` in fp32 with AdamW, one-cycle LR, label smoothing, on every token of ``examples``.
+    """Train ``model`` with AdamW (gradients clipped at norm 1), a one-cycle LR and label smoothing, on
+    every token of ``examples`` (random batches; EOS appended to each example).
 
     ``eval_sets`` maps a name to QA examples (``utils.data.Example``) whose answer accuracy
     (teacher-forced argmax) and mean answer probability are logged every ``recipe.eval_every`` steps.
-    Returns the history: one dict per logged step (``step``, ``loss``, ``lr``, ``<name>_acc``,
-    ``<name>_prob``, ``seconds``).
+    Returns the history: one dict per logged step (``step``, ``loss`` — the mean since the previous
+    row, None at step 0 —, ``lr``, ``<name>_acc``, ``<name>_prob``, ``seconds``).
     """
     from tqdm.auto import tqdm
 
@@ -221,7 +217,7 @@ def train_tiny_model(
 
     check_range("seed", seed, 0, integer=True)
     enc = encode_examples(tokenizer, list(examples), add_eos=True)
-    batches = _batch_order(enc["attention_mask"].sum(1), recipe.batch_size, recipe.steps, torch_generator(seed))
+    batches = _batch_order(enc["input_ids"].shape[0], recipe.batch_size, recipe.steps, torch_generator(seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.lr, total_steps=recipe.steps, pct_start=recipe.warmup_fraction, anneal_strategy="cos"
@@ -231,7 +227,7 @@ def train_tiny_model(
     start = time.perf_counter()
 
     def log(step: int) -> None:
-        row = {"step": step, "loss": float(sum(losses) / len(losses)) if losses else float("nan"),
+        row = {"step": step, "loss": float(sum(losses) / len(losses)) if losses else None,
                "lr": float(schedule.get_last_lr()[0]), "seconds": round(time.perf_counter() - start, 2)}
         model.eval()
         for name, qa in (eval_sets or {}).items():
@@ -353,20 +349,29 @@ class TinyWorld:
 
 
 def _build_role(role: str, data, tokenizer, recipe: TinyRecipe, seed: int, folder: Path, progress: bool) -> None:
-    """Train the target (forget + retain) or the oracle (retain only) and save it atomically."""
+    """Train the target (forget + retain) or the oracle (retain only) and save it atomically.
+
+    Training runs on one CPU thread (restored afterwards): the same seed then gives the same weights
+    whatever the machine's core count, and a model this small gains little from more threads — while
+    on a shared machine extra threads cost many times their worth.
+    """
     from transformers import LlamaForCausalLM
 
     from .data import qa_examples, training_examples
     from .repro import seed_everything
 
-    seed_everything(seed)
-    model = LlamaForCausalLM(tiny_config(tokenizer, recipe)).float()
-    splits = ("forget", "retain") if role == "target" else ("retain",)
-    # training curves: every forget question and the first ``CURVE_RETAIN`` retain questions (cheap to log)
-    eval_sets = {"forget": qa_examples(data, "forget"), "retain": qa_examples(data, "retain")[:CURVE_RETAIN]}
-    history = train_tiny_model(model, tokenizer, training_examples(data, splits), recipe, seed=seed,
-                               eval_sets=eval_sets, progress=progress, desc=f"training tiny {role}")
-    meta = {"role": role, "seed": seed, "recipe": asdict(recipe), "trained_on": list(splits)}
+    threads = torch.get_num_threads()
+    seed_everything(seed, threads=TRAIN_THREADS)
+    try:
+        model = LlamaForCausalLM(tiny_config(tokenizer, recipe)).float()
+        splits = ("forget", "retain") if role == "target" else ("retain",)
+        # training curves: every forget question and the first ``CURVE_RETAIN`` retain questions (cheap to log)
+        eval_sets = {"forget": qa_examples(data, "forget"), "retain": qa_examples(data, "retain")[:CURVE_RETAIN]}
+        history = train_tiny_model(model, tokenizer, training_examples(data, splits), recipe, seed=seed,
+                                   eval_sets=eval_sets, progress=progress, desc=f"training tiny {role}")
+    finally:
+        torch.set_num_threads(threads)
+    meta = {"role": role, "seed": seed, "recipe": asdict(recipe), "trained_on": list(splits), "threads": TRAIN_THREADS}
     atomic_save_dir(model, tokenizer, folder, extra={HISTORY: history, "recipe.json": asdict(recipe)}, meta=meta)
 
 
@@ -456,7 +461,7 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     """Map a preset name, local folder or hub id to ``(what from_pretrained gets, local_files_only)``.
 
     Fails within seconds with a clear message when a hub id is neither cached nor reachable.
-    ``'tiny'`` resolves to the cached tiny target (built on first use).
+    ``'tiny'`` resolves to the cached tiny target for seed ``$UQ_SEED`` (default 0; built on first use).
     """
     if isinstance(name_or_path, os.PathLike):
         name_or_path = os.fspath(name_or_path)
@@ -464,7 +469,10 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
         raise UQError(f"name_or_path={name_or_path!r} is not accepted; accepted values: {', '.join(map(repr, PRESETS))}, a local folder or a hub id 'org/name'")
     preset = PRESETS.get(name_or_path)
     if preset is not None and preset.hub_id is None:
-        return str(get_tiny_world(progress=True).target_dir), True
+        from .config import check_seed
+
+        seed = check_seed(os.environ.get("UQ_SEED", "0"))
+        return str(get_tiny_world(seed=seed, progress=True).target_dir), True
     source = preset.hub_id if preset is not None else name_or_path
     local = Path(source).expanduser()
     if local.is_dir():

@@ -46,8 +46,6 @@ from .validation import UQError, check_choice, check_range
 GRANULARITIES = ("module", "row")
 #: bump when the masked training or the cache layout changes (part of the cache key)
 SURE_VERSION = 1
-#: the order of module types in the heatmap (Llama naming; unknown types are appended)
-MODULE_TYPE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 #: what the cheap sweep metrics are called (teacher-forced, see :func:`answer_metrics`)
 CHEAP_METRICS = ("forget_acc", "forget_prob", "retain_acc", "retain_prob", "privleak_auc", "privleak")
 
@@ -461,24 +459,27 @@ def answer_metrics(
     ``forget_acc`` / ``retain_acc``: share of QA facts whose every answer token is the argmax;
     ``forget_prob`` / ``retain_prob``: mean true-answer probability (:func:`utils.metrics.answer_stats`);
     ``privleak_auc`` and, with ``oracle_auc``, ``privleak`` (%): MUSE's Min-K% forget-vs-holdout AUC.
-    ``include`` entries other than ``"answers"`` and ``"privleak"`` (e.g. evaluate_grid's defaults) are ignored.
+    ``include``: ``"answers"`` and/or ``"privleak"``; :func:`~utils.metrics.evaluate_model`'s group names are
+    understood too (``"knowmem"`` and ``"prob"`` mean the answers, ``"verbmem"`` is skipped: it needs generation).
     """
     from .data import qa_examples
     from .metrics import answer_stats, privleak, privleak_auc
 
     check_range("batch_size", batch_size, 1, integer=True)
     check_range("shots", shots, 0, integer=True)
-    groups = set(include) & {"answers", "privleak"} or {"answers", "privleak"}
+    for group in include:
+        check_choice("include", group, ("answers", "privleak", "knowmem", "prob", "verbmem"))
+    answers = bool({"answers", "knowmem", "prob"} & set(include))
     was_training = model.training
     model.eval()
     out: dict[str, float] = {}
     try:
-        if "answers" in groups:
+        if answers:
             for split in ("forget", "retain"):
                 stats = answer_stats(model, tokenizer, qa_examples(data, split, shots=shots), batch_size)
                 out[f"{split}_acc"] = float(stats["correct"].float().mean())
                 out[f"{split}_prob"] = float(stats["prob"].mean())
-        if "privleak" in groups:
+        if "privleak" in include:
             out["privleak_auc"] = privleak_auc(model, tokenizer, data, batch_size=batch_size)
             if oracle_auc is not None:
                 out["privleak"] = privleak(out["privleak_auc"], oracle_auc)
@@ -520,7 +521,7 @@ def precision_gaps(table: pd.DataFrame, metric: str = "forget_acc", full: str = 
 
 
 __all__ = [
-    "GRANULARITIES", "MODULE_TYPE_ORDER", "CHEAP_METRICS", "SURE_VERSION",
+    "GRANULARITIES", "CHEAP_METRICS", "SURE_VERSION",
     "candidate_modules", "forget_gradients", "saliency_from_gradients", "module_saliency",
     "saliency_threshold", "select_modules", "select_rows", "selection_summary",
     "mask_parameter_names", "mask_fingerprint", "sure_unlearn", "sure_cache_key", "sure_dir", "sure_cached_result",

@@ -22,8 +22,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -52,7 +50,7 @@ KL_CACHE_MAX_FLOATS = 2**25
 HISTORY_FILE = "unlearn_history.json"
 SETTINGS_FILE = "unlearn.json"
 #: bump when the loop or a loss changes, so cached unlearned models are rebuilt
-LOOP_VERSION = 1
+LOOP_VERSION = 2
 
 Batch = Mapping[str, torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], Mapping[str, float]]
@@ -468,6 +466,20 @@ def _make_accelerator(device: str | torch.device | None):
     return Accelerator(cpu=want_cpu)
 
 
+def _use_fast_attention(model: torch.nn.Module, device: torch.device) -> str | None:
+    """On the CPU, switch a transformers model to eager attention for training; return the implementation
+    to restore afterwards (None when nothing changed).
+
+    Same mathematics, different kernel: for the short sequences of the tiny world the CPU's fused SDPA
+    backward costs about as much as the whole rest of a step (measured: fwd+bwd 48 ms eager vs 102 ms SDPA,
+    bf16, batch 32 × 12 tokens, one thread)."""
+    current = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if device.type != "cpu" or current != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        return None
+    model.set_attn_implementation("eager")
+    return current
+
+
 def _validate_unlearn_args(method, steps, lr, batch_size, alpha, beta, precision, clip, eval_every, seed) -> float:
     check_method(method)
     check_range("steps", steps, 1, integer=True)
@@ -494,7 +506,7 @@ def unlearn(
     method: str,
     steps: int = 900,
     lr: float = 2e-5,
-    batch_size: int = 32,
+    batch_size: int = 16,
     alpha: float | None = None,
     beta: float = DEFAULT_BETA,
     precision: str = "bf16",
@@ -534,6 +546,7 @@ def unlearn(
     accelerator = _make_accelerator(device)
     model = model if inplace else copy.deepcopy(model)
     model.to(precision_dtype(precision))
+    original_attention = _use_fast_attention(model, accelerator.device)
     names = set(trainable_names(model, trainable))
     original_flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for n, p in model.named_parameters():
@@ -630,6 +643,8 @@ def unlearn(
 
     model = accelerator.unwrap_model(model)
     optimizer.zero_grad(set_to_none=True)
+    if original_attention is not None:
+        model.set_attn_implementation(original_attention)
     for n, p in model.named_parameters():
         p.requires_grad_(original_flags[n])
     model.eval()
@@ -652,7 +667,7 @@ class UnlearnRecipe:
 
     steps: int = 900
     lr: float = 2e-5
-    batch_size: int = 32
+    batch_size: int = 16
     alpha: float | None = None
     beta: float = DEFAULT_BETA
     precision: str = "bf16"

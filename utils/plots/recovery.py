@@ -155,13 +155,15 @@ def plot_edit_fates(
 ) -> Figure:
     """Stacked horizontal bars, one per (method, quantizer) row of ``fates`` (``utils.mechanism.edit_fates_table``):
     the shares of changed weights that stayed in the zero bin, stayed in another bin or crossed a bin edge
-    (they sum to 1). The label of each bar gives the share of all weights whose code changed."""
+    (they sum to 1). The label of each bar gives the share of all weights whose code changed
+    (``frac_codes_changed_merged`` when present: FP4's tiny levels counted as 0)."""
     from ..mechanism import FATES
 
     fates = _need_columns(fates, ("method", "quantizer", *FATES, "frac_codes_changed"), "fates", "from utils.mechanism.edit_fates_table")
     title = _check_title(title)
     ax = _axes(ax, (8.0, 0.8 + 0.32 * len(fates)))
-    labels = [f"{m} · {q}  ({c:.2%} codes changed)" for m, q, c in zip(fates["method"], fates["quantizer"], fates["frac_codes_changed"])]
+    changed = fates["frac_codes_changed_merged"] if "frac_codes_changed_merged" in fates.columns else fates["frac_codes_changed"]
+    labels = [f"{m} · {q}  ({c:.2%} codes changed)" for m, q, c in zip(fates["method"], fates["quantizer"], changed)]
     y = np.arange(len(fates))[::-1]
     left = np.zeros(len(fates))
     for fate in FATES:
