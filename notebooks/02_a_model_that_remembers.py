@@ -152,7 +152,7 @@ if cfg.model == "tiny":
         raise UQError(f"UQ_DATA={cfg.data!r} is not accepted with UQ_MODEL='tiny'; accepted values: 'mini'")
     world = get_tiny_world(cfg.seed, cfg.cache_dir)
     target, oracle, tokenizer = world.target.to(device), world.oracle.to(device), world.tokenizer
-    history, SHOTS = world.history, 0
+    history, SHOTS, BATCH = world.history, 0, 64
     print(f"trained now: {world.built or 'nothing (both loaded from the cache)'}   cache: {world.target_dir.parent}")
 else:
     preset = PRESETS.get(cfg.model)
@@ -162,12 +162,12 @@ else:
                       f"target and its retrained oracle); accepted values: {choices}")
     target = load_model(preset.hub_id, dtype="bfloat16", device=device)
     oracle = load_model(preset.oracle_id, dtype="bfloat16", device=device)
-    tokenizer, history, SHOTS = load_tokenizer(preset.hub_id), None, preset.knowmem_shots
+    tokenizer, history, SHOTS, BATCH = load_tokenizer(cfg.model), None, preset.knowmem_shots, 4  # MUSE texts are long
 print(f"{count_parameters(target):,} parameters; ready in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
-# The training curves (logged every 25 steps) show the target's accuracy on forget questions and on the
-# first 40 retain questions (teacher-forced: is the true answer the most likely next word?):
+# The training curves (logged every 25 steps) show each model's accuracy on the forget questions and on
+# the first 40 retain questions (teacher-forced: is the true answer the most likely next word?):
 
 # %%
 if history is not None:
@@ -196,8 +196,8 @@ if history is not None:
 
 # %%
 start = time.perf_counter()
-oracle_auc = privleak_auc(oracle, tokenizer, data)  # the reference for PrivLeak (section 7)
-results = {name: evaluate_model(m, tokenizer, data, oracle_auc=oracle_auc, shots=SHOTS)
+oracle_auc = privleak_auc(oracle, tokenizer, data, batch_size=BATCH)  # the reference for PrivLeak (section 7)
+results = {name: evaluate_model(m, tokenizer, data, oracle_auc=oracle_auc, shots=SHOTS, batch_size=BATCH)
            for name, m in (("target", target), ("oracle", oracle))}
 table = pd.DataFrame(results).T
 print(f"evaluated both models in {time.perf_counter() - start:.0f} s")
@@ -249,7 +249,8 @@ table[["forget_answer_prob", "retain_answer_prob"]].round(3)
 
 # %% [markdown]
 # The target gives the true answer a probability close to its label-smoothed ceiling (about 0.9) on
-# both splits; the oracle gives forget answers about what a guess from the right category deserves.
+# both splits. The oracle gives true forget answers only a few percent at most: it spreads its belief
+# over answers of the right category, or bets on a wrong one.
 #
 # ## 6. VerbMem: can it recite a forget document?
 #
@@ -297,7 +298,8 @@ print(f"Min-40% score: target {min_k_score(lp):.2f}   oracle {min_k_score(target
 # which itself leaks that they were special).
 
 # %%
-scores = {name: privleak_scores(m, tokenizer, data) for name, m in (("target", target), ("oracle", oracle))}
+scores = {name: privleak_scores(m, tokenizer, data, batch_size=BATCH, splits=("forget", "holdout"))
+          for name, m in (("target", target), ("oracle", oracle))}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.6), layout="constrained", sharex=True)
 plot_min_k_distributions({s: scores["target"][s] for s in ("forget", "holdout")}, ax=axes[0], title="target")
 plot_min_k_distributions({s: scores["oracle"][s] for s in ("forget", "holdout")}, ax=axes[1], title="oracle (retrained without the forget set)")
@@ -306,7 +308,8 @@ plt.show()
 # %% [markdown]
 # For the target the forget texts (red) sit far to the right of the holdout texts (grey): an attacker
 # with a threshold separates them perfectly. For the oracle the two distributions overlap: nothing
-# distinguishes the forget people from people it never heard of.
+# distinguishes the forget people from people it never heard of. (Each split shows two clumps: its 40
+# short QA texts and its 10 biographies, whose least likely tokens differ.)
 
 # %%
 auc = {name: privleak_auc_from_scores(s["forget"], s["holdout"]) for name, s in scores.items()}

@@ -21,12 +21,22 @@ from utils.metrics import (
     normalize_answer,
     privleak,
     privleak_auc_from_scores,
+    privleak_scores,
     roc_auc,
     rouge_l_f1,
     target_logprobs,
     truncate_answer,
 )
 from utils.models import build_word_tokenizer, corpus_texts
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models run faster on one thread (and far faster on a shared machine); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +196,14 @@ def test_bad_parameters_name_themselves(model, tokenizer):
         evaluate_model(model, tokenizer, load_muse_mini(), include=("ppl",))
     with pytest.raises(ValueError, match="positive"):
         roc_auc([], [1.0])
+    with pytest.raises(ValueError, match="splits='train'"):
+        privleak_scores(model, tokenizer, load_muse_mini(), splits=("train",))
+
+
+def test_privleak_scores_per_split(model, tokenizer, mini):
+    scores = privleak_scores(model, tokenizer, mini, splits=("forget",))
+    assert list(scores) == ["forget"] and scores["forget"].shape == (len(mini.privleak["forget"]),)
+    assert (scores["forget"] <= 0).all()  # means of log-probabilities
 
 
 # --- the figures and widget of notebook 02 (utils/plots/memory.py) -----------------------------------

@@ -242,14 +242,20 @@ def min_k_scores(model, tokenizer, texts: Sequence[str], k: float = MIN_K, batch
     return np.array([min_k_score(lp, k) for lp in target_logprobs(model, tokenizer, list(texts), batch_size)])
 
 
-def privleak_scores(model, tokenizer, data, k: float = MIN_K, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Min-K% scores of every PrivLeak text, per split (``'forget'``, ``'retain'``, ``'holdout'``)."""
-    return {split: min_k_scores(model, tokenizer, texts, k, batch_size) for split, texts in data.privleak.items()}
+def privleak_scores(
+    model, tokenizer, data, k: float = MIN_K, batch_size: int = 64, splits: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Min-K% scores of the PrivLeak texts, per split (default: every split of ``data.privleak``).
+
+    MUSE's texts are long (~2k tokens): use a small ``batch_size`` (4-8) for 7B models.
+    """
+    splits = list(data.privleak) if splits is None else [check_choice("splits", s, list(data.privleak)) for s in splits]
+    return {split: min_k_scores(model, tokenizer, data.privleak[split], k, batch_size) for split in splits}
 
 
 def privleak_auc(model, tokenizer, data, k: float = MIN_K, batch_size: int = 64) -> float:
     """MUSE's forget-vs-holdout Min-K% AUC of ``model`` (compute it on the oracle for ``oracle_auc``)."""
-    scores = privleak_scores(model, tokenizer, data, k, batch_size)
+    scores = privleak_scores(model, tokenizer, data, k, batch_size, splits=("forget", "holdout"))
     return privleak_auc_from_scores(scores["forget"], scores["holdout"])
 
 

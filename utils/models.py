@@ -47,6 +47,9 @@ class Preset:
 
     ``gpu_gb_eval`` / ``gpu_gb_unlearn``: approximate GPU memory (GiB) to evaluate the model in bf16 and
     to unlearn it in bf16 with AdamW and a frozen reference copy (NPO/KLR), at batch 4-8 x 512 tokens.
+    ``oracle_id``: the retrained model (MUSE publishes one per corpus). ``knowmem_shots``: few-shot
+    pairs for KnowMem. ``tokenizer_id``: where the tokenizer comes from if the model repository has
+    none (MUSE evaluates its targets with the Llama-2-7B tokenizer).
     """
 
     name: str
@@ -57,6 +60,7 @@ class Preset:
     gpu_gb_eval: float = 0.0
     gpu_gb_unlearn: float = 0.0
     knowmem_shots: int = 0
+    tokenizer_id: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -68,10 +72,10 @@ PRESETS: dict[str, Preset] = {
                            data="mini", gpu_gb_eval=2, gpu_gb_unlearn=10, knowmem_shots=4),
     "muse-news-7b": Preset("muse-news-7b", "muse-bench/MUSE-News_target", "MUSE's Llama-2-7B target for News",
                            data="news", oracle_id="muse-bench/MUSE-News_retrain", gpu_gb_eval=16, gpu_gb_unlearn=80,
-                           knowmem_shots=10),
+                           knowmem_shots=10, tokenizer_id="meta-llama/Llama-2-7b-hf"),
     "muse-books-7b": Preset("muse-books-7b", "muse-bench/MUSE-Books_target", "MUSE's Llama-2-7B target for Books",
                             data="books", oracle_id="muse-bench/MUSE-Books_retrain", gpu_gb_eval=16, gpu_gb_unlearn=80,
-                            knowmem_shots=10),
+                            knowmem_shots=10, tokenizer_id="meta-llama/Llama-2-7b-hf"),
 }
 
 
@@ -437,7 +441,7 @@ def _is_cached(repo_id: str) -> bool:
         return False
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the hub endpoint answers a TCP connection within ``timeout`` seconds (True behind a proxy)."""
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
@@ -452,7 +456,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _offline_message(repo_id: str, why: str) -> str:
     return (
         f"cannot load {repo_id!r}: {why}. Download it once on a machine with network access "
-        f"(`huggingface-cli download {repo_id}`), point UQ_MODEL at a local folder, or use the offline "
+        f"(`hf download {repo_id}`), point UQ_MODEL at a local folder, or use the offline "
         "default UQ_MODEL=tiny (trained on this machine in about two minutes)"
     )
 
@@ -487,7 +491,7 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
         if not cached:
             raise UQError(_offline_message(source, "it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"))
         return source, True
-    if not _hub_reachable():
+    if not hub_reachable():
         if not cached:
             raise UQError(_offline_message(source, "it is not in the local Hugging Face cache and the hub cannot be reached (no network)"))
         return source, True
@@ -507,8 +511,12 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     source, local_only = resolve_model_source(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except OSError as err:
-        raise UQError(_offline_message(source, f"the tokenizer could not be loaded ({str(err).splitlines()[0]})")) from err
+    except (OSError, ValueError) as err:
+        preset = PRESETS.get(os.fspath(name_or_path))
+        if preset is None or preset.tokenizer_id is None:
+            raise UQError(_offline_message(source, f"the tokenizer could not be loaded ({str(err).splitlines()[0]})")) from err
+        fallback, local_only = resolve_model_source(preset.tokenizer_id)
+        tok = AutoTokenizer.from_pretrained(fallback, local_files_only=local_only)
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
     return tok
@@ -552,5 +560,5 @@ def with_recipe(**changes) -> TinyRecipe:
 __all__ = [
     "PRESETS", "Preset", "TinyRecipe", "DEFAULT_RECIPE", "TinyWorld", "get_tiny_world", "load_model", "load_tokenizer",
     "atomic_save_dir", "verify_saved_dir", "build_word_tokenizer", "tiny_config", "train_tiny_model", "lm_loss",
-    "tiny_cache_key", "resolve_model_source", "count_parameters", "with_recipe", "corpus_texts",
+    "tiny_cache_key", "resolve_model_source", "count_parameters", "with_recipe", "corpus_texts", "hub_reachable",
 ]

@@ -160,9 +160,9 @@ def load_muse(
         rows = {c: _load_local_config(folder, c, cache) for c in CONFIGS}
         return rows_to_muse_data(name, {c: r for c, r in rows.items() if r}, str(folder))
 
-    from .models import _hub_reachable
+    from .models import hub_reachable
 
-    reachable = _offline() or _hub_reachable()  # (no probe when offline mode is already on)
+    reachable = _offline() or hub_reachable()  # (no probe when offline mode is already on)
     reason = ("HF_DATASETS_OFFLINE/HF_HUB_OFFLINE is set and it is not in the datasets cache" if _offline()
               else "the hub cannot be reached (no network) and it is not in the datasets cache")
     rows = {}

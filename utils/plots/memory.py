@@ -24,7 +24,7 @@ def _axes(ax, figsize=(6.0, 3.6)):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax.figure, ax
 
 
@@ -92,12 +92,12 @@ def plot_metric_bars(results: Mapping[str, Mapping[str, float]], keys: Sequence[
         for key in keys:
             if key not in res:
                 raise ValueError(f"keys={list(keys)!r} is not accepted: {name!r} has no {key!r}; accepted values: {sorted(res)}")
-    fig, ax = _axes(ax, figsize=(7.0, 3.6))
+    fig, ax = _axes(ax, figsize=(max(6.0, 1.1 * len(keys) + 1.0), 3.8))
     width = 0.8 / len(results)
     x = np.arange(len(keys))
     for i, (name, res) in enumerate(results.items()):
         ax.bar(x + (i - (len(results) - 1) / 2) * width, [res[k] for k in keys], width, label=name)
-    ax.set_xticks(x, [k.replace("_", "\n", 1) for k in keys], fontsize=8)
+    ax.set_xticks(x, [k.replace("_", "\n") for k in keys], fontsize=8)
     ax.set_ylabel("score (fraction)")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
