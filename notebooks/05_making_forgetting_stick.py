@@ -79,6 +79,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import display
+from tqdm.auto import tqdm
 
 from utils.config import RunConfig
 from utils.mechanism import bf16_reference, edit_fates_table, unchanged_claims
@@ -232,13 +233,13 @@ sure_codes.assign(frac_codes_changed=1 - sure_codes["frac_identical"]).loc[lambd
 # %%
 runs, labels = {}, {}
 SWEEP_LRS = sorted({*LRS, SURE_LR})  # the SURE setting is always part of the sweep
-for lr in SWEEP_LRS:
-    for gamma in (None, *GAMMAS):
-        name = sweep_name(gamma, lr)
-        mask = None if gamma is None else selections[gamma]
-        runs[name] = sure_cached_result(world, SURE_METHOD, replace(sweep_recipe, lr=lr), mask, seed=cfg.seed,
-                                        cache_dir=cfg.cache_dir, device=device, progress=False).model  # fmt: skip
-        labels[name] = {"gamma": float("nan") if gamma is None else float(gamma), "lr": lr}
+settings = [(gamma, lr) for lr in SWEEP_LRS for gamma in (None, *GAMMAS)]
+for gamma, lr in tqdm(settings, desc="sweep runs (cached after the first time)"):
+    name = sweep_name(gamma, lr)
+    mask = None if gamma is None else selections[gamma]
+    runs[name] = sure_cached_result(world, SURE_METHOD, replace(sweep_recipe, lr=lr), mask, seed=cfg.seed,
+                                    cache_dir=cfg.cache_dir, device=device, progress=False).model  # fmt: skip
+    labels[name] = {"gamma": float("nan") if gamma is None else float(gamma), "lr": lr}
 grid = evaluate_grid(world, {"target": target, **runs}, FOUR_BIT, oracle_auc=oracle_auc, evaluate=answer_metrics)
 sweep = sweep_table(grid, labels)
 print(f"{len(runs)} runs x {1 + len(FOUR_BIT)} precisions")
@@ -306,7 +307,6 @@ worst = sweep[sweep["precision"].isin(FOUR)].groupby("model", sort=False).agg(
     gamma=("gamma", "first"), lr=("lr", "first"), forget_prob_worst_4bit=("forget_prob", "max"),
     forget_acc_worst_4bit=("forget_acc", "max"), retain_prob_worst_4bit=("retain_prob", "min"),
     retain_acc_worst_4bit=("retain_acc", "min"))  # fmt: skip
-worst = worst.drop(index="target")
 side_by_side = worst.assign(setting=worst["gamma"].map(lambda g: "full model" if pd.isna(g) else f"SURE γ={g:g}")).pivot_table(
     index="lr", columns="setting", values=["forget_acc_worst_4bit", "retain_prob_worst_4bit"], sort=False)  # fmt: skip
 side_by_side.round(3)

@@ -339,7 +339,7 @@ def test_clipping_bounds_the_recorded_gradient_norm_before_clipping():
 # --- recipe and cache -------------------------------------------------------------------------------------
 def test_recipe_defaults_per_method():
     r = U.UnlearnRecipe()
-    assert (r.steps, r.lr, r.batch_size, r.beta, r.precision, r.clip, r.forget_on) == (900, 2e-5, 16, 0.1, "bf16", 1.0, "qa")
+    assert (r.steps, r.lr, r.batch_size, r.beta, r.precision, r.clip, r.forget_on) == (900, 2e-5, 32, 0.1, "bf16", 1.0, "qa")
     assert r.for_method("GA_GDR").alpha == 1.0 and r.for_method("NPO_KLR").alpha == 5.0 and r.for_method("GA").alpha == 0.0
     assert U.UnlearnRecipe(alpha=2.0).for_method("GA_KLR").alpha == 2.0
     assert r.kwargs("NPO")["method"] == "NPO"

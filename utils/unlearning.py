@@ -506,7 +506,7 @@ def unlearn(
     method: str,
     steps: int = 900,
     lr: float = 2e-5,
-    batch_size: int = 16,
+    batch_size: int = 32,
     alpha: float | None = None,
     beta: float = DEFAULT_BETA,
     precision: str = "bf16",
@@ -667,7 +667,7 @@ class UnlearnRecipe:
 
     steps: int = 900
     lr: float = 2e-5
-    batch_size: int = 16
+    batch_size: int = 32
     alpha: float | None = None
     beta: float = DEFAULT_BETA
     precision: str = "bf16"
