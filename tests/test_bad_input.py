@@ -311,8 +311,6 @@ def test_muse_without_network_or_local_copy_fails_fast(request, tmp_path, name, 
     assert repr(repo) in message and "UQ_DATA=mini" in message and "local_dir" in message
 
 
-@pytest.mark.xfail(strict=True, reason="utils/muse.py _fail_message hard-codes load_muse('news') in its download hint; "
-                   "pass the corpus name and write load_muse({name!r})")
 def test_muse_books_hint_names_books(offline, tmp_path):
     from utils.muse import load_muse
 

@@ -59,9 +59,10 @@ def _offline() -> bool:
 
 
 def _fail_message(repo: str, why: str) -> str:
+    name = next((k for k, v in MUSE_REPOS.items() if v == repo), "news")
     return (
         f"cannot load the MUSE corpus {repo!r}: {why}. Download it once with network access "
-        f"(`python -c \"from utils.muse import load_muse; load_muse('news')\"`), pass local_dir= a folder in "
+        f"(`python -c \"from utils.muse import load_muse; load_muse({name!r})\"`), pass local_dir= a folder in "
         "the hub layout, or use the offline default UQ_DATA=mini"
     )
 
