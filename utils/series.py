@@ -41,6 +41,15 @@ def expected_cells(py_path: Path):
     return nb
 
 
+def stable_cell_ids(nb, stem: str) -> None:
+    """Give every cell an id derived from the notebook name and the cell's position, so that
+    re-syncing an unchanged ``.py`` rewrites a byte-identical ``.ipynb`` (no random-id diff noise)."""
+    import hashlib
+
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = hashlib.sha1(f"{stem}:{index}".encode()).hexdigest()[:8]
+
+
 def sync(folder: Path | None = None) -> list[Path]:
     """Rewrite every ``.py`` (badge/Colab cell) and its paired ``.ipynb``; return the notebooks written."""
     import jupytext
@@ -50,6 +59,7 @@ def sync(folder: Path | None = None) -> list[Path]:
         nb = expected_cells(py)
         jupytext.write(nb, py, fmt="py:percent")
         nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+        stable_cell_ids(nb, py.stem)
         jupytext.write(nb, py.with_suffix(".ipynb"))
         written.append(py.with_suffix(".ipynb"))
     return written
