@@ -51,7 +51,6 @@ RUN_TEXT_LOSS = True
 # %config InlineBackend.figure_formats = ['png']
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import display
 
 from utils.config import RunConfig
@@ -65,7 +64,6 @@ from utils.mechanism import (
     level_table,
     levels_frame,
     match_fp32_lr,
-    overall_identity,
     recovered_claims,
     unchanged_claims,
     zero_bin_edges,
@@ -107,8 +105,10 @@ pd.DataFrame({m: {"weights dtype": str(next(r.model.parameters()).dtype), "forge
                   "retain acc (training log)": final_metric(r, "retain_acc")} for m, r in unlearned.items()}).T  # fmt: skip
 
 # %% [markdown]
-# The six models are stored in bf16, as trained. In full precision they have forgotten part (GDR/KLR) or
-# nearly all (plain GA/NPO, at a high cost in retain accuracy) of the forget answers.
+# The six models are stored in bf16, as trained. The columns come from notebook 03's training log
+# (teacher-forced answer accuracy): the utility-constrained methods (GDR, KLR) have forgotten most of the
+# forget answers and kept the retain answers; plain GA and NPO, with nothing holding the retain set,
+# forget too but damage the retain set as well.
 #
 # ## 2. Quantize everything
 #
@@ -161,27 +161,29 @@ for ax in axes[:2]:
 plt.show()
 
 # %% [markdown]
-# Read the forget panels column by column, always comparing a method with the **target at the same
-# precision**:
+# Read the tables column by column, always comparing a method with the **target at the same precision**:
 #
 # - **full precision, `rtn8`, `int8`**: the utility-constrained methods (GA_GDR, GA_KLR, NPO_GDR,
-#   NPO_KLR) have forgotten a good part of the forget answers, and 8-bit rounding leaves that unchanged.
-# - **`rtn4`, `fp4` (and GPTQ/AWQ, built on the same uniform grid)**: the constrained methods jump back to
-#   about the target's 4-bit accuracy. The knowledge was never removed — it was hidden by an edit that
-#   4-bit rounding erases.
-# - **`nf4`** behaves differently: most of the forgetting survives. Section 4 explains why from its levels.
-# - The unconstrained GA and NPO destroyed much more (retain accuracy too); 4-bit rounding brings back
-#   only part of it.
-#
-# PrivLeak and VerbMem tell the same story in their own units when the 4-bit columns return to the
-# target's values.
+#   NPO_KLR) have forgotten most forget answers while keeping the retain set; 8-bit rounding changes
+#   nothing.
+# - **`rtn4`, `fp4`**: the constrained methods jump back to about the target's 4-bit accuracy, and the
+#   true-answer probability and PrivLeak return towards the target's too. The knowledge was never
+#   removed — it was hidden by an edit that 4-bit rounding erases.
+# - **`nf4`**: the forgetting survives. Section 4 explains why from its level table.
+# - **`gptq4`, `awq4`** (for the models in `CALIBRATED_MODELS`): both round onto a uniform 4-bit grid, but
+#   they choose the rounding with calibration data. Compare their columns with `rtn4`: they need not
+#   behave alike (exercise 4).
+# - **GA and NPO** without a utility constraint wrecked the model (retain accuracy near 0): there is
+#   nothing left to recover, at any precision.
+# - **VerbMem** does not move at all: our forget loss covers only the *answers* of the forget facts, not
+#   the biographies whose continuation VerbMem scores (section 5 unlearns the text itself).
 #
 # ### Share of forgotten knowledge kept
 #
-# The paper's headline (Table 1, MUSE-News, averaged over the utility-constrained methods): the unlearned
-# model keeps **21%** of the target's forget-set knowledge in full precision and **83%** after 4-bit
-# quantization. Here: KnowMem accuracy of each method divided by the target's at the same precision,
-# averaged over GA_GDR, GA_KLR, NPO_GDR and NPO_KLR.
+# The paper's headline: on average, the unlearned models keep **21%** of the knowledge meant to be
+# forgotten in full precision and **83%** after 4-bit quantization. Here (`utils.study.kept_summary`):
+# KnowMem forget accuracy of each method divided by the target's at the same precision, averaged over
+# the utility-constrained GA_GDR, GA_KLR, NPO_GDR and NPO_KLR.
 
 # %%
 kept = pd.concat({q: kept_summary(results, four_bit=q)["this run"] for q in ("rtn4", "fp4", "nf4")}, axis=1)
@@ -190,10 +192,9 @@ kept.columns = [f"this run, 4-bit = {c}" if c in FOUR_BIT else c for c in kept.c
 kept.round(2)
 
 # %% [markdown]
-# Our tiny model forgets *less* in full precision than the paper's 7B models (its constrained methods
-# keep more), but the jump at 4 bits is the same phenomenon: with RTN or FP4 nearly everything forgotten
-# comes back. NF4, the default of QLoRA-style loading today, keeps most of the forgetting — the paper's
-# 4-bit runs used FP4, the transformers default at the time.
+# Same reading as the paper's, on a tiny model: little knowledge kept in full precision, most of it back
+# after RTN or FP4 4-bit quantization. NF4, the default of QLoRA-style loading today, keeps the
+# forgetting here — the paper's 4-bit runs used FP4, the transformers default at the time.
 #
 # ## 3. Where the edit lands on the 4-bit grid
 #
@@ -205,17 +206,22 @@ target_bf16 = bf16_reference(world.target)
 bf16_models = {m: r.model.to("cpu") for m, r in unlearned.items()}
 identity = code_identity_grid(target_bf16, bf16_models, FOUR_BIT)
 fates = edit_fates_table(target_bf16, bf16_models, (*FOUR_BIT, "rtn8"), lr=recipe.lr)
-print("share of identical codes, target vs unlearned, over all quantized weights:")
-display(overall_identity(identity).round(4))
-fates.set_index(["method", "quantizer"]).round(3)
+print("share of identical codes, target vs unlearned, over all quantized weights (FP4's ±1/192 levels counted as 0):")
+display((1 - fates.pivot(index="method", columns="quantizer", values="frac_codes_changed_merged")).loc[list(METHODS), [*FOUR_BIT, "rtn8"]].round(4))
+moved = fates.groupby("method", sort=False)[["frac_changed", "frac_below_bf16_threshold"]].first()
+fate_shares = fates.pivot(index="method", columns="quantizer", values=["stayed in the zero bin", "crossed a bin edge"])
+pd.concat([moved, fate_shares.loc[:, (slice(None), [*FOUR_BIT, "rtn8"])]], axis=1).loc[list(METHODS)].round(3)
 
 # %% [markdown]
 # - `frac_changed`: the unlearning changed only a minority of the weights at all — bf16 storage cannot
-#   register an Adam step of ~`lr` on a weight larger than about `2⁸·lr`
-#   (`frac_below_bf16_threshold` of the changed weights were smaller than that).
-# - For `rtn4` and `fp4`, the changed weights overwhelmingly **stayed in the zero bin**: their 4-bit
-#   code was 0 before and after. More than 99% of all 4-bit codes are identical to the target's.
-# - `nf4` and `rtn8` have a narrower zero bin; many more changed weights **cross a bin edge**, so their
+#   register an Adam step of ~`lr` on a weight much larger than `2⁸·lr` (`frac_below_bf16_threshold`: the
+#   share of changed weights below it; the threshold is soft, a step a little over half a bf16 spacing
+#   rounds up to a whole one).
+# - For `rtn4` and `fp4`, the changed weights overwhelmingly **stayed in the zero bin**: their 4-bit code
+#   was 0 before and after, and nearly all 4-bit codes are the target's. (FP4 has two tiny levels ±1/192
+#   next to 0; a weight moving between them and 0 changes its raw code but not its value in any way that
+#   matters, so we count them as the zero bin, as `utils.quantization.zero_bin_halfwidth` does.)
+# - `nf4` and `rtn8` have narrower bins near zero; far more changed weights **cross a bin edge**, so their
 #   codes carry the edit.
 #
 # The same, weight by weight, for one method (D's plotting functions from `utils.plots.deltas`):
@@ -230,18 +236,20 @@ flat = flat_edit(target_bf16, bf16_models[SHOW], "rtn4")
 plot_changed_weight_magnitudes(flat["w_ref"], flat["w_new"], lr=recipe.lr, zero_bin_halfwidth=flat["halfwidth"], ax=axes[2],
                                title=f"{SHOW}: which weights moved (rtn4 zero bin)")  # fmt: skip
 plt.show()
+# FP4: its ±1/192 levels counted as 0, as in the table above (the raw share is identity["frac_identical_raw"])
 fig, axes = plt.subplots(1, 3, figsize=(19, 3.8), layout="constrained")
 for ax, q in zip(axes, FOUR_BIT):
     plot_code_identity_heatmap(identity[(identity["method"] == SHOW) & (identity["quantizer"] == q)], ax, title=f"{SHOW}: identical {q} codes")
 plt.show()
 
 # %% [markdown]
-# - **Left, middle**: almost every edit is a small fraction of the local step (inside the ±½ marks). In
-#   `rtn4` steps they are tiny; NF4's steps near zero are about half as large, so the same edits measure
-#   twice as big there.
-# - **Right**: the weights that moved were the small ones (left of the bf16 threshold `2⁸·lr`), and
-#   almost all of them sit inside their group's 4-bit zero bin — the band marks where that edge lies.
-# - **Heatmaps**: per layer and module type, the share of identical codes; compare the three formats.
+# - **Left, middle**: the edits are a small fraction of the local step (inside the ±½ marks). NF4's steps
+#   near zero are about half as large as RTN's, so the same edits measure about twice as big there.
+# - **Right**: the weights that moved were the small ones (around and below the bf16 threshold
+#   `2⁸·lr`), and most of them sit inside their group's 4-bit zero bin — the band marks where that edge
+#   lies across groups.
+# - **Heatmaps**: per layer and module type, the share of identical codes (note each colour scale);
+#   compare the three formats.
 #
 # Explore any method, module and 4-bit format:
 
@@ -265,11 +273,12 @@ goal = final_metric(unlearned[CONTROL_METHOD])
 match = match_fp32_lr(world, CONTROL_METHOD, goal, DEFAULT_FP32_LRS, recipe=recipe, seed=cfg.seed, cache_dir=cfg.cache_dir, device=device)
 plot_lr_search(match.table, goal, title=f"{CONTROL_METHOD} in fp32: matching the bf16 run's forgetting")
 plt.show()
-match.table.round(3)
+print(f"bf16 run (lr {recipe.lr:.0e}): forget accuracy {goal:.3f}; fp32 candidates tried, in order:")
+match.table.assign(lr=match.table["lr"].map("{:.2g}".format)).round(3)
 
 # %%
-FP32_NAME = f"{CONTROL_METHOD} fp32 (lr {match.lr:.0e})"
-BF16_NAME = f"{CONTROL_METHOD} bf16 (lr {recipe.lr:.0e})"
+FP32_NAME = f"{CONTROL_METHOD} fp32 (lr {match.lr:.2g})"
+BF16_NAME = f"{CONTROL_METHOD} bf16 (lr {recipe.lr:.2g})"
 control = evaluate_grid(world, {FP32_NAME: match.result.model.to(device)}, EIGHT_BIT + FOUR_BIT, oracle_auc=oracle_auc)
 comparison = pd.concat([results[results["model"].isin(["target", CONTROL_METHOD])].replace({"model": {CONTROL_METHOD: BF16_NAME}}), control],
                        ignore_index=True)  # fmt: skip
@@ -281,8 +290,10 @@ recovery_table(comparison, "knowmem_forget_acc", [FULL, *EIGHT_BIT, *FOUR_BIT]).
 
 # %% [markdown]
 # With fp32 weights, the forgetting **survives** RTN and FP4 rounding; with bf16 weights it does not.
-# Where did the fp32 edit go? Everywhere: every weight moved a little, and the weights near a bin edge
-# crossed it (notebook 01, section 3: on average the edit survives rounding).
+# (The search walks from lr 1e-6 until it straddles the bf16 run's forget accuracy and refines once
+# between the two: the match is approximate, the claim below allows for it.) Where did the fp32 edit go?
+# Everywhere: every weight moved a little, and the weights near a bin edge crossed it (notebook 01,
+# section 3: on average the edit survives rounding).
 
 # %%
 control_fates = edit_fates_table(world.target.float().cpu(), {FP32_NAME: match.result.model.to("cpu")}, FOUR_BIT, lr=match.lr)
@@ -292,10 +303,11 @@ plt.show()
 both.set_index(["method", "quantizer"])[["frac_changed", "stayed in the zero bin", "crossed a bin edge", "frac_codes_changed_merged"]].round(4)
 
 # %% [markdown]
-# The fp32 edit changes nearly every weight, and a far larger share of the 4-bit codes: those crossings
-# are the edit, and rounding keeps them. The bf16 edit changes few weights, all small, and leaves the
-# 4-bit codes (and the block scales) of the target in place — the quantized unlearned model *is* the
-# quantized target.
+# The fp32 edit changes every weight, and many times as many 4-bit codes (`frac_codes_changed_merged`,
+# the share of all weights): those crossings are the edit, and rounding keeps them. The bf16 edit changes
+# few weights, mostly small ones, and leaves almost every 4-bit code (and every block scale: the largest
+# weight of a block cannot move in bf16) of the target in place — the quantized unlearned model is,
+# nearly code for code, the quantized target.
 #
 # ### 4b. NF4 vs FP4: the level tables
 #
@@ -312,11 +324,11 @@ plt.show()
 levels_frame(FOUR_BIT).round(4)
 
 # %% [markdown]
-# The small weights that bf16 lets move sit around `|w| ≈ 2⁻⁹ … 2⁻⁷`; relative to their block's absmax
-# that is mostly inside ±0.086 (FP4, RTN) but often beyond ±0.04 (NF4). A small edit on them therefore
-# crosses NF4's near-zero bin edges far more often — the `crossed a bin edge` column of section 3 — and
-# NF4 keeps the forgetting. Nothing about NF4 "protects" unlearning in general: it just has finer levels
-# exactly where this edit lives.
+# The small weights that bf16 lets move are, relative to their block's absmax, mostly inside ±0.07 (RTN)
+# and ±0.086 (FP4) but often beyond NF4's ±0.04. A small edit on them therefore crosses NF4's near-zero
+# bin edges far more often — the `crossed a bin edge` column of section 3 — and NF4 keeps the forgetting.
+# Nothing about NF4 "protects" unlearning in general: it just has finer levels exactly where this edit
+# lives. (FP4's own tiny levels ±1/192 are too close to 0 to matter: a weight there is effectively 0.)
 #
 # ## 5. What the forget loss covers (an open question)
 #
@@ -338,18 +350,20 @@ if RUN_TEXT_LOSS:
     display(text_fates.set_index(["method", "quantizer"])[["frac_changed", "stayed in the zero bin", "crossed a bin edge", "frac_codes_changed_merged"]].round(4))
 
 # %% [markdown]
-# Compare the two rows at `rtn4`/`fp4` and the share of 4-bit codes changed. When the forget loss covers
-# raw text, more (and larger) weights move, more 4-bit codes change, and less of the forgotten knowledge
-# returns — the share of changed codes tracks the recovery. The paper sees strong recovery with raw-text
-# unlearning on 7B models; whether the difference here comes from the model's size, its tiny vocabulary
-# or the steadier raw-text gradients is an open question (see the exercises).
+# Read the rows together with the share of 4-bit codes changed (compare section 3's table for the
+# answer-token loss). With the loss on every token of the forget biographies, more and larger weights
+# move (the `crossed a bin edge` share grows), so more 4-bit codes change. But at this learning rate and
+# number of steps the text loss also forgets far *less* of the QA facts in full precision, so there is
+# little to recover. The shared notes saw weak or partial recovery for raw-text unlearning on this world;
+# the paper sees strong recovery with raw-text unlearning on 7B models. Whether the difference comes from
+# the model's size, its word-level vocabulary or the raw-text gradients is an open question (exercise 5).
 #
 # ## Summary
 #
-# - Quantizing notebook 03's unlearned models to **4 bits with RTN or FP4** (and GPTQ/AWQ) brings the
+# - Quantizing notebook 03's utility-constrained unlearned models to **4 bits with RTN or FP4** brings the
 #   forgotten facts back to about the quantized target's level; **8-bit** quantization keeps the forgetting.
-# - The share of forgotten knowledge kept jumps from its full-precision value to near 100% at 4 bits, the
-#   paper's 21% → 83% in our tiny world.
+# - The share of forgotten knowledge kept jumps from a small value in full precision to nearly all of it
+#   at 4 bits: the paper's 21% → 83%, reproduced in a tiny world.
 # - **Why**: stored in bf16, the weights can only move where `|w| < 2⁸·lr`; those small weights sit inside
 #   the wide 4-bit zero bin and stay there, so the 4-bit codes (and scales) are the target's.
 # - **Control**: the same unlearning with fp32 weights, at a learning rate giving the same forgetting,
@@ -373,11 +387,20 @@ if RUN_TEXT_LOSS:
 # 3. Rerun section 4a with `CONTROL_METHOD = "NPO_KLR"`. Does the fp32 control still survive 4-bit rounding?
 #    <details><summary>Answer</summary>It should: nothing in the argument depends on the loss, only on
 #    where the weights are stored. (It trains up to four fp32 runs, about a minute each.)</details>
-# 4. Why does GPTQ, which also rounds onto a uniform 4-bit grid, not rescue the forgetting, even though it
-#    corrects rounding errors column by column?
-#    <details><summary>Answer</summary>GPTQ minimizes the *output* error on calibration text (retain
-#    biographies here). It chooses codes close to what the target computes on generic text — and the
-#    target and the unlearned model are almost the same weights, so it lands on almost the same codes.</details>
+# 4. Compare the `gptq4` and `awq4` columns with `rtn4`. Measure how many quantized weights land on the
+#    same value for the target and GA_GDR:
+#    `quantized_value_identity(target_bf16, bf16_models["GA_GDR"], q, calibration=calibration_ids(world))`
+#    for `q` in `rtn4`, `gptq4`, `awq4` (imports: `utils.mechanism`, `utils.study`). What does GPTQ do
+#    that RTN does not?
+#    <details><summary>Hint</summary>GPTQ quantizes a matrix column by column and pushes each column's
+#    rounding error onto the columns not yet quantized.</details><details><summary>Answer</summary>RTN
+#    decides each weight alone, so a tiny edit inside the zero bin changes nothing. GPTQ's error feedback
+#    makes every later rounding decision depend on the earlier residuals, so the tiny edit changes the
+#    rounding of many *other* weights: the two models share only a minority of their GPTQ values and the
+#    edit survives (here, GPTQ kept the forgetting). AWQ also ends with mostly different values — it picks a
+#    per-layer input scaling by search, and a slightly different choice rescales everything — yet each
+#    weight is still rounded to nearest on its own, so small edits stay swallowed by the zero bin and the
+#    knowledge comes back. Identical values are sufficient for recovery, not necessary.</details>
 # 5. Section 5: train `UnlearnRecipe(forget_on="text", lr=1e-5)` for GA_GDR. Does recovery get stronger
 #    with a smaller learning rate? Relate the answer to `frac_codes_changed`.
 #    <details><summary>Hint</summary>A smaller lr lowers the bf16 threshold `2⁸·lr`: fewer, smaller weights

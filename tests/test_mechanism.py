@@ -18,12 +18,15 @@ from utils.mechanism import (
     code_identity_grid,
     edit_fates,
     edit_fates_table,
+    bracket,
     final_metric,
     flat_edit,
+    geometric_midpoint,
     level_table,
     levels_frame,
     match_fp32_lr,
     overall_identity,
+    quantized_value_identity,
     quantized_weights,
     recovered_claims,
     unchanged_claims,
@@ -224,6 +227,13 @@ def test_code_identity_grid_and_overall_identity():
     assert (overall.loc["same"] == 1.0).all()
     n = grid.loc[(grid["method"] == "edited") & (grid["quantizer"] == "rtn4"), "n_weights"].sum()
     assert overall.loc["edited", "rtn4"] == pytest.approx(1 - 1 / n)
+    # FP4 with merged tiny levels can only be at least as identical as the raw codes
+    fp4 = grid[grid["quantizer"] == "fp4"]
+    assert (fp4["frac_identical"] >= fp4["frac_identical_raw"]).all()
+    rtn = grid[grid["quantizer"] == "rtn4"]
+    assert (rtn["frac_identical"] == rtn["frac_identical_raw"]).all()
+    raw = code_identity_grid(reference, models, ["fp4"], merge_tiny_levels=False)
+    assert (raw["frac_identical"] == raw["frac_identical_raw"]).all()
     with pytest.raises(ValueError, match="column='frac'"):
         overall_identity(grid, "frac")
     with pytest.raises(ValueError, match="grid is not accepted"):
@@ -256,35 +266,62 @@ def test_closest_lr():
 class FakeUnlearn:
     """Stands in for unlearn_cached_result: forget accuracy falls with the learning rate; records the recipes."""
 
-    def __init__(self):
-        self.recipes = []
+    def __init__(self, scale=4e-6):
+        self.recipes, self.scale = [], scale
 
     def __call__(self, world, method, recipe, *, seed, cache_dir, progress, device):
         self.recipes.append(recipe)
-        return _result(max(0.0, 1.0 - recipe.lr / 4e-6))
+        return _result(max(0.0, 1.0 - recipe.lr / self.scale))
 
 
-def test_match_fp32_lr_searches_in_fp32_and_stops_early():
-    fake = FakeUnlearn()
-    match = match_fp32_lr(None, "GA_GDR", 0.45, (4e-6, 1e-6, 2e-6, 8e-6), unlearn_fn=fake, progress=False)
-    assert [r.lr for r in fake.recipes] == [1e-6, 2e-6, 4e-6]  # ascending; stops at the first that forgets >= goal
+def test_bracket_and_midpoint():
+    assert bracket({1e-6: 0.75, 2e-6: 0.5, 4e-6: 0.0}, 0.4) == (2e-6, 4e-6)
+    assert bracket({1e-6: 0.75, 2e-6: 0.5}, 0.4) is None  # nothing forgets enough yet
+    assert bracket({1e-6: 0.3}, 0.4) is None
+    assert geometric_midpoint(1e-6, 2e-6) == 1.4e-6
+    with pytest.raises(ValueError, match="hi=1e-06"):
+        geometric_midpoint(2e-6, 1e-6)
+
+
+def test_match_fp32_lr_walks_up_then_refines():
+    fake = FakeUnlearn()  # forget accuracy 1 - lr / 4e-6
+    match = match_fp32_lr(None, "GA_GDR", 0.45, (4e-6, 1e-6, 2e-6, 8e-6), start=1e-6, unlearn_fn=fake, progress=False)
+    tried = [r.lr for r in fake.recipes]
+    assert tried == [1e-6, 2e-6, 4e-6, 2.8e-6]  # up until 4e-6 forgets enough, then the midpoint of (2e-6, 4e-6)
     assert all(r.precision == "fp32" and r.steps == UnlearnRecipe().steps for r in fake.recipes)
-    assert match.lr == 2e-6 and match.table["chosen"].sum() == 1
+    assert match.lr == 2e-6  # 0.5 is closer to 0.45 than 0.3 (2.8e-6)
     assert list(match.table.columns) == ["lr", "forget_acc", "retain_acc", "gap", "chosen"]
-    assert match.table.loc[match.table["chosen"], "gap"].iloc[0] == pytest.approx(0.05)
+    assert match.table["chosen"].sum() == 1 and match.table.loc[match.table["chosen"], "gap"].iloc[0] == pytest.approx(0.05)
     assert final_metric(match.result) == pytest.approx(0.5)
 
 
-def test_match_fp32_lr_without_early_stop_and_errors():
+def test_match_fp32_lr_walks_down_and_can_skip_refinement():
+    fake = FakeUnlearn(scale=1e-6)  # forgets fast: 1e-6 already forgets everything
+    match = match_fp32_lr(None, "NPO_KLR", 0.4, (2.5e-7, 5e-7, 1e-6, 2e-6), start=1e-6, refine=0, unlearn_fn=fake,
+                          recipe=UnlearnRecipe(steps=10))  # fmt: skip
+    assert [r.lr for r in fake.recipes] == [1e-6, 5e-7]  # down until the forget accuracy is above the goal
+    assert match.lr == 5e-7 and fake.recipes[0].steps == 10
+
+
+def test_match_fp32_lr_stops_at_the_end_of_the_list():
+    fake = FakeUnlearn(scale=1.0)  # never forgets
+    match = match_fp32_lr(None, "GA", 0.1, (1e-6, 2e-6), start=1e-6, unlearn_fn=fake)
+    assert [r.lr for r in fake.recipes] == [1e-6, 2e-6] and match.lr == 2e-6
+
+
+def test_match_fp32_lr_errors():
     fake = FakeUnlearn()
-    match = match_fp32_lr(None, "NPO_KLR", 0.0, (1e-6, 8e-6), unlearn_fn=fake, stop_early=False, recipe=UnlearnRecipe(steps=10))
-    assert len(fake.recipes) == 2 and match.lr == 8e-6 and fake.recipes[0].steps == 10
     with pytest.raises(ValueError, match="method='GAX'"):
         match_fp32_lr(None, "GAX", 0.5, unlearn_fn=fake)
     with pytest.raises(ValueError, match="candidates"):
         match_fp32_lr(None, "GA", 0.5, (), unlearn_fn=fake)
     with pytest.raises(ValueError, match="candidates=-1"):
         match_fp32_lr(None, "GA", 0.5, (-1.0,), unlearn_fn=fake)
+    with pytest.raises(ValueError, match="refine=9"):
+        match_fp32_lr(None, "GA", 0.5, refine=9, unlearn_fn=fake)
+    with pytest.raises(ValueError, match="start=0"):
+        match_fp32_lr(None, "GA", 0.5, start=0, unlearn_fn=fake)
+    assert not fake.recipes
 
 
 # ------------------------------------------------------------------ claims
@@ -325,3 +362,24 @@ def test_claims_errors():
         recovered_claims(_results(), ["GA_GDR"], ["rtn4"], share=1.5)
     with pytest.raises(ValueError, match="tolerance=-0.1"):
         unchanged_claims(_results(), ["GA_GDR"], ["rtn4"], tolerance=-0.1)
+
+
+# ------------------------------------------------------------------ value identity after any quantizer
+def test_quantized_value_identity_matches_code_identity_for_rtn():
+    reference = tiny_llama()
+    unlearned = _edited(reference)
+    grid = code_identity_grid(reference, {"edited": unlearned}, ["rtn4"])
+    expected = float((grid["frac_identical_values"] * grid["n_weights"]).sum() / grid["n_weights"].sum())
+    assert quantized_value_identity(reference, unlearned, "rtn4") == pytest.approx(expected)
+    assert quantized_value_identity(reference, copy.deepcopy(reference), "nf4") == 1.0
+
+
+def test_quantized_value_identity_with_calibration():
+    reference = tiny_llama()
+    calibration = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(0))
+    same = quantized_value_identity(reference, copy.deepcopy(reference), "gptq4", calibration=calibration)
+    assert same == 1.0  # deterministic: the same model lands on the same grid points
+    with pytest.raises(ValueError, match="calibration=None"):
+        quantized_value_identity(reference, reference, "gptq4")
+    with pytest.raises(ValueError, match="unlearned=str"):
+        quantized_value_identity(reference, "x", "rtn4")

@@ -108,6 +108,25 @@ def test_sweep_draws_one_line_per_gamma_and_the_full_model_in_black():
     assert len(one.axes) == 1 and one.axes[0].get_ylim() == (0, 1)
 
 
+def test_references_are_grey_crosses_at_their_own_values():
+    table = sweep()
+    refs = pd.DataFrame({"model": ["NPO_GDR (900 steps)"] * 2, "precision": ["full", "rtn4"], "lr": [2e-5, 2e-5],
+                         "forget_acc": [0.05, 1.0], "forget_prob": [0.03, 0.7], "retain_prob": [0.8, 0.85]})
+    fig = plot_sweep(table, "forget_acc", references=refs)
+    for ax, value in zip(fig.axes, (0.05, 1.0)):
+        cross = [line for line in ax.get_lines() if line.get_label() == "NPO_GDR (900 steps)"]
+        assert len(cross) == 1 and cross[0].get_marker() == "X"
+        assert list(cross[0].get_xdata()) == [2e-5] and list(cross[0].get_ydata()) == [value]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1e-05", "2e-05", "1e-04"]
+    two = pd.concat([refs, refs.assign(model="target", forget_prob=0.9)], ignore_index=True)
+    fig = plot_forget_retain(table, references=two)
+    marks = {line.get_label(): line for line in fig.axes[1].get_lines()}
+    assert (list(marks["NPO_GDR (900 steps)"].get_xdata()), list(marks["NPO_GDR (900 steps)"].get_ydata())) == ([0.7], [0.85])
+    assert marks["NPO_GDR (900 steps)"].get_marker() != marks["target"].get_marker()
+    with pytest.raises(ValueError, match="references is not accepted"):
+        plot_sweep(table, "forget_acc", references=refs.drop(columns="lr"))
+
+
 def test_forget_retain_places_every_run_at_its_metrics():
     table = sweep()
     fig = plot_forget_retain(table, label=["90.0 0.0001"])

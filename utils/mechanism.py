@@ -10,9 +10,10 @@ Three questions, each answered by small functions that the notebook calls and th
    (the heatmap and the explorer read it); :func:`overall_identity` weights it by module size.
    Compare an unlearned bf16 model against the target *rounded to bf16* (:func:`bf16_reference`), since
    that is what the unlearning started from.
-2. **Is bf16 storage the cause?** :func:`match_fp32_lr` runs the same unlearning with fp32 weights over a
-   few candidate learning rates (each one cached by ``utils.unlearning.unlearn_cached_result``) and picks
-   the one whose full-precision forget accuracy is closest to the bf16 run's (:func:`closest_lr`).
+2. **Is bf16 storage the cause?** :func:`match_fp32_lr` runs the same unlearning with fp32 weights at a
+   few learning rates (each run cached by ``utils.unlearning.unlearn_cached_result``): it walks a candidate
+   list until it straddles the bf16 run's full-precision forget accuracy, refines once between the two,
+   and keeps the closest (:func:`closest_lr`).
 3. **Why NF4 differs from FP4.** :func:`level_table` gives the 16 levels of each 4-bit format (and RTN's
    15) on the normalized scale ``w / absmax``; :func:`zero_bin_edges` where a weight stops rounding to 0.
 
@@ -23,6 +24,7 @@ into the notebook's asserted claims, one row per (model, precision) with the bou
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -48,7 +50,9 @@ FATES = ("stayed in the zero bin", "stayed in another bin", "crossed a bin edge"
 #: bf16 keeps 8 significant bits: an Adam step of about ``lr`` moves a weight only if ``|w| < 2^8 · lr``
 BF16_LOG2_FACTOR = 8
 #: candidate learning rates for the fp32 control (the bf16 run uses 2e-5; fp32 needs far less: notes §4)
-DEFAULT_FP32_LRS = (5e-7, 1e-6, 2e-6, 4e-6)
+DEFAULT_FP32_LRS = (2.5e-7, 5e-7, 1e-6, 2e-6, 4e-6, 8e-6)
+#: where the search starts (seed 0: lr 1e-6 forgets a little less than the bf16 run, 2e-6 more)
+DEFAULT_FP32_START = 1e-6
 CLAIM_COLUMNS = ("claim", "model", "precision", "value", "reference", "bound", "holds")
 
 
@@ -226,12 +230,56 @@ def edit_fates_table(reference: nn.Module, models: Mapping[str, nn.Module], quan
     return pd.DataFrame(rows)
 
 
-def code_identity_grid(reference: nn.Module, models: Mapping[str, nn.Module], quantizers: Sequence[str]) -> pd.DataFrame:
+def code_identity_grid(reference: nn.Module, models: Mapping[str, nn.Module], quantizers: Sequence[str], *,
+                       merge_tiny_levels: bool = True) -> pd.DataFrame:  # fmt: skip
     """``utils.quantization.code_identity(reference, model, q)`` for every model and quantizer, stacked with
-    ``method`` and ``quantizer`` columns (the input of the heatmap and of the weight-delta explorer)."""
+    ``method`` and ``quantizer`` columns (the input of the heatmap and of the weight-delta explorer).
+
+    With ``merge_tiny_levels`` (default), FP4's ``frac_identical`` counts a move between 0 and its tiny
+    levels ``±1/192`` as no change (:func:`zero_bin_codes`), like :func:`edit_fates`; the raw share stays
+    in ``frac_identical_raw``. Other formats are unaffected."""
     _check_models(models)
-    frames = [code_identity(reference, model, q).assign(method=name, quantizer=q) for name, model in models.items() for q in quantizers]
+    check_choice("merge_tiny_levels", merge_tiny_levels, (True, False))
+    frames = []
+    for name, model in models.items():
+        for q in quantizers:
+            frame = code_identity(reference, model, q).assign(method=name, quantizer=q)
+            frame["frac_identical_raw"] = frame["frac_identical"]
+            if merge_tiny_levels and zero_bin_codes(q) != (0,):
+                frame["frac_identical"] = _merged_identity(reference, model, q)
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _merged_identity(reference: nn.Module, unlearned: nn.Module, quantizer: str) -> list[float]:
+    """Per quantized module, the share of identical codes with :func:`zero_bin_codes` merged."""
+    zero_codes = torch.tensor(zero_bin_codes(quantizer), dtype=torch.int16)
+    shares = []
+    for _, w0, w1 in _paired_weights(reference, unlearned):
+        c0, c1 = quantize_codes(w0, quantizer), quantize_codes(w1, quantizer)
+        same = (c0 == c1) | (torch.isin(c0, zero_codes) & torch.isin(c1, zero_codes))
+        shares.append(float(same.float().mean()))
+    return shares
+
+
+def quantized_value_identity(reference: nn.Module, unlearned: nn.Module, quantizer: str, *, calibration: torch.Tensor | None = None) -> float:
+    """Share of the quantized Linear weights whose *dequantized value* is identical after quantizing each
+    model with ``quantizer`` (any name of ``utils.quantization.QUANTIZERS``, GPTQ/AWQ included: they need
+    ``calibration`` token ids). For RTN/FP4/NF4 this is ``code_identity``'s ``frac_identical_values``
+    over the whole model; for GPTQ/AWQ, whose codes depend on the calibration and on earlier rounding
+    errors, it shows whether the two models land on the same grid points."""
+    from .quantization import fake_quantize_model
+
+    _check_model(reference, "reference")
+    _check_model(unlearned, "unlearned")
+    get_quantizer(quantizer)
+    q_ref = fake_quantize_model(reference, quantizer, calibration=calibration)
+    q_new = fake_quantize_model(unlearned, quantizer, calibration=calibration)
+    same = total = 0
+    for _, w0, w1 in _paired_weights(q_ref, q_new):
+        same += int((w0 == w1).sum())
+        total += w0.numel()
+    return same / total
 
 
 def overall_identity(grid: pd.DataFrame, column: str = "frac_identical") -> pd.DataFrame:
@@ -276,49 +324,92 @@ class LRMatch:
     result: Any
 
 
+def bracket(forget_by_lr: Mapping[float, float], goal: float) -> tuple[float, float] | None:
+    """``(lo, hi)``: the largest learning rate that forgets less than ``goal`` (accuracy above it) and the
+    smallest larger one that forgets at least as much; ``None`` when the tried rates do not straddle ``goal``."""
+    check_range("goal", goal, 0.0, 1.0)
+    above = [lr for lr, acc in forget_by_lr.items() if acc > goal]
+    if not above:
+        return None
+    lo = max(above)
+    below = [lr for lr, acc in forget_by_lr.items() if acc <= goal and lr > lo]
+    return (lo, min(below)) if below else None
+
+
+def geometric_midpoint(lo: float, hi: float) -> float:
+    """``sqrt(lo · hi)`` rounded to two significant digits (a readable learning rate, e.g. 1.4e-06)."""
+    check_range("lo", lo, 0.0, low_inclusive=False)
+    check_range("hi", hi, lo, low_inclusive=False)
+    return float(f"{math.sqrt(lo * hi):.2g}")
+
+
 def match_fp32_lr(
     world: Any,
     method: str,
     goal: float,
     candidates: Sequence[float] = DEFAULT_FP32_LRS,
     *,
+    start: float = DEFAULT_FP32_START,
+    refine: int = 1,
     recipe: Any = None,
     seed: int = 0,
     cache_dir: Any = None,
     progress: bool = True,
     device: Any = None,
-    stop_early: bool = True,
     unlearn_fn: Callable[..., Any] | None = None,
 ) -> LRMatch:
-    """Unlearn ``method`` with fp32 weights at each candidate learning rate (ascending) and pick the one whose
-    full-precision forget accuracy (last history row) is closest to ``goal`` (the bf16 run's).
+    """Find the fp32 learning rate whose full-precision forget accuracy (last history row) is closest to
+    ``goal`` (the bf16 run's), with as few training runs as possible.
+
+    1. Walk the sorted ``candidates`` from the one nearest ``start``: upwards while the forget accuracy is
+       still above ``goal``, downwards while it is at or below it — until the tried rates straddle ``goal``
+       (or the list ends).
+    2. ``refine`` times, try the geometric midpoint of the bracket (:func:`bracket`, :func:`geometric_midpoint`).
+    3. Choose the tried rate closest to ``goal`` (:func:`closest_lr`).
 
     Every run goes through ``unlearn_fn`` (default ``utils.unlearning.unlearn_cached_result``: trained once,
     then loaded from the cache) with ``recipe`` (default ``UnlearnRecipe()``) changed to
-    ``precision="fp32", lr=candidate``. With ``stop_early``, the search stops at the first learning rate
-    that forgets at least as much as ``goal`` (larger ones forget more). ``table`` has one row per tried
-    learning rate: ``lr``, ``forget_acc``, ``retain_acc``, ``gap`` (``|forget_acc − goal|``), ``chosen``.
+    ``precision="fp32", lr=...``. ``table`` has one row per tried learning rate, in the order tried:
+    ``lr``, ``forget_acc``, ``retain_acc``, ``gap`` (``|forget_acc − goal|``), ``chosen``.
     """
     from .unlearning import UnlearnRecipe, check_method, unlearn_cached_result
 
     check_method(method)
     check_range("goal", goal, 0.0, 1.0)
     check_range("seed", seed, 0, integer=True)
-    check_choice("stop_early", stop_early, (True, False))
-    if not isinstance(candidates, Sequence) or not candidates:
+    check_range("start", start, 0.0, low_inclusive=False)
+    check_range("refine", refine, 0, 5, integer=True)
+    if not isinstance(candidates, Sequence) or isinstance(candidates, str) or not candidates:
         raise UQError(f"candidates={candidates!r} is not accepted; accepted values: a non-empty sequence of positive learning rates")
     for lr in candidates:
         check_range("candidates", lr, 0.0, low_inclusive=False)
     unlearn_fn = unlearn_fn or unlearn_cached_result
     base = recipe or UnlearnRecipe()
     results: dict[float, Any] = {}
-    rows = []
-    for lr in sorted(set(float(c) for c in candidates)):
+    rows: list[dict[str, float]] = []
+
+    def run(lr: float) -> float:
         result = unlearn_fn(world, method, replace(base, precision="fp32", lr=lr), seed=seed, cache_dir=cache_dir, progress=progress, device=device)
         results[lr] = result
         rows.append({"lr": lr, "forget_acc": final_metric(result, "forget_acc"), "retain_acc": final_metric(result, "retain_acc")})
-        if stop_early and rows[-1]["forget_acc"] <= goal:
+        return rows[-1]["forget_acc"]
+
+    grid = sorted(set(float(c) for c in candidates))
+    i = min(range(len(grid)), key=lambda k: abs(math.log(grid[k] / start)))
+    step = 1 if run(grid[i]) > goal else -1
+    while 0 <= i + step < len(grid):
+        i += step
+        acc = run(grid[i])
+        if (acc <= goal) == (step == 1):
             break
+    for _ in range(refine):
+        found = bracket({r["lr"]: r["forget_acc"] for r in rows}, goal)
+        if found is None:
+            break
+        mid = geometric_midpoint(*found)
+        if mid in results:
+            break
+        run(mid)
     table = pd.DataFrame(rows)
     chosen = closest_lr(dict(zip(table["lr"], table["forget_acc"])), goal)
     table["gap"] = (table["forget_acc"] - goal).abs()
@@ -409,7 +500,7 @@ __all__ = [
     "LEVEL_QUANTIZERS", "FATES", "DEFAULT_FP32_LRS", "CLAIM_COLUMNS",
     "level_table", "bin_edges", "zero_bin_edges", "levels_frame",
     "bf16_reference", "bf16_threshold", "quantized_weights", "flat_edit", "zero_bin_codes", "edit_fates", "edit_fates_table",
-    "code_identity_grid", "overall_identity",
-    "final_metric", "closest_lr", "LRMatch", "match_fp32_lr",
+    "code_identity_grid", "overall_identity", "quantized_value_identity",
+    "final_metric", "closest_lr", "bracket", "geometric_midpoint", "LRMatch", "match_fp32_lr", "DEFAULT_FP32_START",
     "recovered_claims", "unchanged_claims",
 ]

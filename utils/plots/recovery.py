@@ -174,8 +174,8 @@ def plot_edit_fates(
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the changed weights")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.06), ncols=3)
+    ax.set_title(title, pad=24)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, frameon=False)
     return ax.figure
 
 

@@ -40,6 +40,8 @@ SWEEP_METRIC_LABELS = {
     "privleak_auc": "PrivLeak Min-K% AUC (0–1)",
 }
 FULL_MODEL_COLOR = "black"
+REFERENCE_COLOR = "0.55"
+REFERENCE_MARKERS = ("X", "D", "P", "*", "v")
 
 
 def precision_label(precision: str) -> str:
@@ -149,6 +151,34 @@ def gamma_colors(gammas: Sequence[float]) -> dict[float, Any]:
     return {g: cmap(0.85 * k / max(1, len(values) - 1)) for k, g in enumerate(values)}
 
 
+def _check_references(references: Any, metrics: Sequence[str], need_lr: bool = True) -> pd.DataFrame | None:
+    if references is None:
+        return None
+    need = ("model", "precision", *(("lr",) if need_lr else ()), *metrics)
+    if not isinstance(references, pd.DataFrame) or any(c not in references.columns for c in need):
+        raise UQError(f"references is not accepted; accepted values: None or a table with columns {list(need)}")
+    return references
+
+
+def _draw_references(ax: Axes, references: pd.DataFrame | None, precision: str, x: str, y: str) -> None:
+    """Grey markers, one shape per reference model (crosses first)."""
+    if references is None:
+        return
+    shapes = dict(zip(dict.fromkeys(references["model"]), REFERENCE_MARKERS * len(references)))
+    for _, row in references[references["precision"] == precision].iterrows():
+        ax.plot([row[x]], [row[y]], shapes[row["model"]], color=REFERENCE_COLOR, markersize=9, linestyle="none", label=str(row["model"]))
+
+
+def _lr_ticks(ax: Axes, lrs: Sequence[float]) -> None:
+    """Log x axis with one labelled tick per learning rate (no crowded minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    ticks = sorted({float(v) for v in lrs if pd.notna(v)})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{v:.0e}" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_sweep(
     table: pd.DataFrame,
     metric: str = "forget_acc",
@@ -156,14 +186,18 @@ def plot_sweep(
     *,
     axes: Sequence[Axes] | None = None,
     ylim: tuple[float, float] | None = None,
+    references: pd.DataFrame | None = None,
 ) -> Figure:
     """One panel per precision: ``metric`` against the learning rate, one line per threshold γ.
 
     Full-model runs (``gamma`` NaN) are drawn in black (dotted line through their learning rates), so the
-    SURE lines can be compared with "just raise the learning rate" at every precision.
+    SURE lines can be compared with "just raise the learning rate" at every precision. ``references``
+    (columns ``model``, ``precision``, ``lr`` and ``metric``: runs made with another recipe, e.g. notebook
+    03's) are drawn as grey crosses at their learning rate, labelled with their model name.
     """
     table = _check_sweep(table, (metric,))
     precisions = _precisions(table, precisions)
+    references = _check_references(references, (metric,))
     if axes is None:
         _, axes = plt.subplots(1, len(precisions), figsize=(3.6 * len(precisions) + 0.6, 3.4), sharey=True, squeeze=False, layout="constrained")
         axes = axes[0]
@@ -178,14 +212,15 @@ def plot_sweep(
         full = part[part["gamma"].isna()].sort_values("lr")
         if not full.empty:
             ax.plot(full["lr"], full[metric], "s:", color=FULL_MODEL_COLOR, markersize=7, label="full model")
-        ax.set_xscale("log")
+        _draw_references(ax, references, precision, "lr", metric)
+        _lr_ticks(ax, [*table["lr"], *(references["lr"] if references is not None else [])])
         ax.set_xlabel("learning rate (log scale)")
         ax.set_title(precision_label(precision))
         ax.grid(alpha=0.3)
         if ylim is not None:
             ax.set_ylim(*ylim)
     axes[0].set_ylabel(sweep_metric_label(metric))
-    axes[-1].legend(fontsize=8, loc="best")
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return axes[0].figure
 
 
@@ -197,12 +232,15 @@ def plot_forget_retain(
     retain: str = "retain_prob",
     label: Sequence[str] = (),
     axes: Sequence[Axes] | None = None,
+    references: pd.DataFrame | None = None,
 ) -> Figure:
     """One panel per precision: every run on the forget–retain plane (forget on x: lower is better; retain
     on y: higher is better). Colour = threshold γ (black: full model), marker size grows with the LR;
-    the models in ``label`` are annotated with their names."""
+    the models in ``label`` are annotated with their names; ``references`` (other-recipe runs, columns
+    ``model``, ``precision``, ``forget``, ``retain``) are grey crosses labelled with their names."""
     table = _check_sweep(table, (forget, retain))
     precisions = _precisions(table, precisions)
+    references = _check_references(references, (forget, retain), need_lr=False)
     unknown = sorted(set(label) - set(table["model"]))
     if unknown:
         raise UQError(f"label contains {unknown[:3]} which are not models of the table; accepted values: names from its 'model' column")
@@ -226,13 +264,14 @@ def plot_forget_retain(
         full = part[part["gamma"].isna()]
         if not full.empty:
             ax.scatter(full[forget], full[retain], s=[size(v) for v in full["lr"]], color=FULL_MODEL_COLOR, marker="s", label="full model")
+        _draw_references(ax, references, precision, forget, retain)
         for _, row in part[part["model"].isin(list(label))].iterrows():
             ax.annotate(row["model"], (row[forget], row[retain]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_title(precision_label(precision))
         ax.set_xlabel(sweep_metric_label(forget) + " ↓")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(sweep_metric_label(retain) + " ↑")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return axes[0].figure
 
 
