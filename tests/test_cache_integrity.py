@@ -194,9 +194,6 @@ def test_an_interrupted_resave_keeps_the_old_version_intact(small, tmp_path, mon
     assert temporaries(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="utils/models.py atomic_save_dir: when tmp.rename(path) fails after the old "
-                   "folder was moved to .<name>.old-*, the old version is neither restored nor removed; restore it "
-                   "(old.rename(path)) in an except branch before re-raising")
 def test_a_failed_final_rename_restores_the_old_version(small, tmp_path, monkeypatch):
     model, tok = small
     path = atomic_save_dir(model, tok, tmp_path / "m")
@@ -215,9 +212,6 @@ def test_a_failed_final_rename_restores_the_old_version(small, tmp_path, monkeyp
     assert temporaries(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="utils/models.py atomic_save_dir never removes temporary siblings left by a "
-                   "killed process (.<name>.tmp-<pid>-<ns>: a whole model each, 13 GB for a 7B); remove those whose "
-                   "pid is not a running process (os.kill(pid, 0) raises ProcessLookupError) before saving")
 def test_a_save_removes_stale_temporaries_of_dead_processes(small, tmp_path):
     model, tok = small
     path = atomic_save_dir(model, tok, tmp_path / "m")

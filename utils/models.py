@@ -306,6 +306,7 @@ def atomic_save_dir(model, tokenizer, path: str | Path, extra: dict[str, Any] | 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}"
     try:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -318,13 +319,46 @@ def atomic_save_dir(model, tokenizer, path: str | Path, extra: dict[str, Any] | 
         if path.exists():
             old = path.parent / f".{path.name}.old-{os.getpid()}-{time.time_ns()}"
             path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            tmp.rename(path)
+        except BaseException:
+            if old is not None and not path.exists():
+                old.rename(path)  # put the previous complete version back under its name
+                old = None
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else (or we cannot tell): keep its files
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>-*`` siblings of ``path`` left by a process that
+    is no longer running (a killed save: a whole model each). Those of live processes are kept."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for sibling in path.parent.glob(f".{path.name}.*-*-*"):
+        kind, _, rest = sibling.name[len(path.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(sibling, ignore_errors=True)
+            removed.append(sibling)
+    return removed
 
 
 def tiny_cache_key(seed: int, recipe: TinyRecipe = DEFAULT_RECIPE, corpus: str | None = None) -> str:
@@ -554,6 +588,13 @@ def count_parameters(model) -> int:
 
 def with_recipe(**changes) -> TinyRecipe:
     """The default recipe with some fields changed (validated), e.g. ``with_recipe(steps=50)``."""
+    from dataclasses import fields
+
+    accepted = sorted(f.name for f in fields(TinyRecipe))
+    unknown = sorted(set(changes) - set(accepted))
+    if unknown:
+        raise UQError(f"with_recipe got unknown field(s) {', '.join(f'{k}={changes[k]!r}' for k in unknown)}; "
+                      f"accepted values (field names): {', '.join(accepted)}")
     return replace(DEFAULT_RECIPE, **changes)
 
 

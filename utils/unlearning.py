@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .repro import seed_everything, torch_generator
+from .repro import pick_device, seed_everything, torch_generator
 from .validation import UQError, check_choice, check_range
 
 IGNORE_INDEX = -100
@@ -458,7 +458,9 @@ def _make_accelerator(device: str | torch.device | None):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    want_cpu = (device is not None and torch.device(device).type == "cpu") or not torch.cuda.is_available()
+    if device is not None:  # an unknown or absent device fails here, naming it (never a silent CPU fallback)
+        device = pick_device(str(device))
+    want_cpu = (device is not None and device.type == "cpu") or not torch.cuda.is_available()
     shared = PartialState._shared_state
     if shared and shared.get("num_processes", 1) == 1 and shared.get("device") is not None:
         if (shared["device"].type == "cpu") != want_cpu:
