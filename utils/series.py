@@ -65,28 +65,36 @@ def sync(folder: Path | None = None) -> list[Path]:
     return written
 
 
-def run_series(out: Path, only: list[str] | None = None, timeout: int = 1800) -> list[tuple[str, float]]:
-    """Execute each notebook in order with nbclient; write executed copies to ``out``; return timings."""
+def run_series(out: Path, only: list[str] | None = None, timeout: int = 1800, folder: Path | None = None) -> list[tuple[str, float, str]]:
+    """Execute each notebook in order with nbclient and write the executed copies to ``out``.
+
+    A notebook that fails is still written (up to the failing cell, whose error is in its output) and the
+    series goes on; returns ``(name, seconds, "ok" | "FAILED: <error>")`` per notebook."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     out.mkdir(parents=True, exist_ok=True)
     times = []
-    for py in notebook_sources():
+    for py in notebook_sources(folder):
         ipynb = py.with_suffix(".ipynb")
         if only and not any(key in ipynb.name for key in only):
             continue
         nb = nbformat.read(ipynb, as_version=4)
         print(f"running {ipynb.name} ...", flush=True)
         t0 = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
+        status = "ok"
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
+        except CellExecutionError as err:
+            status = "FAILED: " + (str(err).strip().splitlines() or ["?"])[-1][:300]
         dt = time.perf_counter() - t0
         target = out / ipynb.name
         tmp = target.with_suffix(".ipynb.tmp")
         nbformat.write(nb, tmp)
         tmp.replace(target)
-        times.append((ipynb.name, dt))
-        print(f"  done in {dt:.0f} s -> {target}", flush=True)
+        times.append((ipynb.name, dt, status))
+        print(f"  {status} in {dt:.0f} s -> {target}", flush=True)
     return times
 
 
@@ -102,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     times = run_series(args.out.resolve(), args.only)
     print("\nExecuted notebooks (open them in Jupyter):")
-    for name, dt in times:
-        print(f"  {args.out / name}   {dt:6.0f} s")
-    print(f"  total {sum(t for _, t in times):.0f} s")
-    return 0
+    for name, dt, status in times:
+        print(f"  {args.out / name}   {dt:6.0f} s   {status}")
+    print(f"  total {sum(t for _, t, _ in times):.0f} s")
+    failed = [name for name, _, status in times if status != "ok"]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (the executed copies show the failing cell)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
