@@ -280,11 +280,11 @@ table.round(3)
 results.pivot(index="model", columns="quantizer", values="mean p(other points)")[list(QUANTIZERS)].round(3)
 
 # %% [markdown]
-# For the curious: the bitsandbytes formats that notebook 02 uses (LLM.int8, FP4, NF4) on the same three
+# For the curious: the bitsandbytes formats that notebook 04 uses (LLM.int8, FP4, NF4) on the same three
 # models. Compare each unlearned row with the target row of the same column. In this toy the 4-bit float
 # formats damage the target itself more than RTN does (blocks of 64 consecutive weights, uneven levels),
 # and NF4 — whose levels are densest near zero, so its zero bin is about half as wide as RTN's — keeps
-# more of the bf16 edit. Notebook 02 looks at these formats on a language model.
+# more of the bf16 edit. Notebook 04 looks at these formats on a language model.
 
 # %%
 evaluate({"target": target, "forgot in fp32": unlearned_fp32, "forgot in bf16": unlearned_bf16}, x, y,
@@ -396,7 +396,8 @@ widgets.interact(_rounding_view, bits=widgets.IntSlider(value=4, min=2, max=8, d
 #   about `2⁸·lr` can move. The toy network forgets a point, and 4-bit rounding restores it (to the
 #   4-bit target's probability) while 8-bit rounding keeps it forgotten. The same forgetting done in fp32
 #   survives 4-bit rounding.
-# - Notebook 02 meets the same effect in a small language model and in bitsandbytes' formats.
+# - Notebook 02 builds a small language model that remembers; notebook 03 makes it forget with the same
+#   bf16, small-learning-rate recipe, and notebook 04 meets the same effect there, in every quantizer.
 #
 # ## Exercises
 #
