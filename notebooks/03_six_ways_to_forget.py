@@ -278,7 +278,8 @@ plot_tradeoff(table, "knowmem_forget_acc", "knowmem_retain_acc");
 # %% [markdown]
 # Read the table by rows. The four constrained methods remove a large part of the forget facts while
 # keeping retain near the target's; GA and NPO forget more, but pay with a large share of the retain
-# facts. None matches the oracle: VerbMem stays high (the biographies were never the forget loss's
+# facts — or, when the retain answers stay just above the greedy threshold (try `UQ_SEED=2`), with a
+# large share of their probability: look at `retain_answer_prob` as well as the accuracy. None matches the oracle: VerbMem stays high (the biographies were never the forget loss's
 # target) and PrivLeak stays far below 0 — the forget set is still "more familiar" than holdout text,
 # which is the kind of residue quantization will expose in notebook 04.
 #
@@ -402,12 +403,15 @@ assert acc_f["target"] >= 0.95 and acc_r["target"] >= 0.95
 for m in CONSTRAINED:
     assert acc_f[m] <= 0.6 * acc_f["target"], (m, acc_f[m])
     assert acc_r[m] >= 0.85, (m, acc_r[m])
-# 5. Unconstrained GA and NPO damage retain far more: each loses at least 3x the retain accuracy of the
-#    most damaging constrained method, and at least 0.2 in absolute terms.
-worst_constrained_drop = max(acc_r["target"] - acc_r[m] for m in CONSTRAINED)
+# 5. Unconstrained GA and NPO damage retain far more. Accuracy can saturate (with seed 2, GA keeps 93% of
+#    the retain answers while their probability halves), so this is measured on the true-answer
+#    probability: each loses at least 0.3 of the target's retain probability and at least 3x what the
+#    most damaging constrained method loses (measured: 3.8x to 5.6x over seeds 0-2, see issue #4).
+prob_r = table["retain_answer_prob"]
+worst_constrained_drop = max(prob_r["target"] - prob_r[m] for m in CONSTRAINED)
 for m in UNCONSTRAINED:
-    drop = acc_r["target"] - acc_r[m]
-    assert drop >= 0.2 and drop >= 3 * worst_constrained_drop, (m, drop, worst_constrained_drop)
+    drop = prob_r["target"] - prob_r[m]
+    assert drop >= 0.3 and drop >= 3 * worst_constrained_drop, (m, drop, worst_constrained_drop)
 # 6. The released code's raw-logit "KL" is negative for a positive shift while the true KL stays 0 (1e-5).
 assert max(abs(v) for v in true_kl) < 1e-5
 assert all(r < 0 for c, r in zip(shifts.tolist(), raw_kl) if c > 0)
