@@ -62,8 +62,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from utils.config import RunConfig
 from utils.plots.rounding import (
@@ -75,16 +73,22 @@ from utils.plots.rounding import (
     plot_weight_histogram,
     rounding_grid,
 )
-from utils.quantization import (
-    code_identity,
-    fake_quantize_model,
-    quantizable_modules,
-    quantization_step,
-    rtn_dequantize,
-    rtn_quantize,
-    zero_bin_halfwidth,
-)
+from utils.quantization import code_identity, rtn_dequantize, rtn_quantize
 from utils.repro import pick_device, seed_everything, torch_generator
+from utils.toy import (
+    FORGOTTEN_BELOW,
+    QUANTIZERS,
+    crossed_bin_edge,
+    evaluate,
+    forget_by_gradient_ascent,
+    make_mlp,
+    make_points,
+    moved_weights,
+    p_true,
+    steps_of,
+    train_memorizer,
+    zero_bin_halfwidths_of,
+)
 
 cfg = RunConfig(seed=SEED, model=MODEL, data=DATA, device=DEVICE)
 seed_everything(cfg.seed, threads=1)  # one thread: the same float sums on every machine
@@ -170,80 +174,13 @@ pd.DataFrame({"|δ|/Δ": ratios, "codes changed (even)": spread_evenly["frac_cha
 # saturating (its probability of each true class is 0.825, not 1), so that small-learning-rate gradient
 # ascent can move it — the same reason the series' tiny language model uses it. Weights start at std 0.15
 # so that the 4-bit zero bin is wide compared with the updates below (section 5 explains why that matters).
+# The toy's code (points, network, training, forgetting, evaluation) is in `utils/toy.py`; the cells below
+# only call it.
 
 # %%
-N_POINTS, DIM, HIDDEN = 8, 64, 512
-INIT_STD, TRAIN_LR, TRAIN_STEPS, LABEL_SMOOTHING = 0.15, 3e-3, 200, 0.2
-FORGET_LR, MAX_FORGET_STEPS, FORGOTTEN_BELOW = 2.5e-5, 1000, 0.05
-FORGET = 0  # the point to forget
-QUANTIZERS = ("none", "rtn8", "rtn4")
-
-
-def make_points(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """N_POINTS random inputs, point i has label i."""
-    return torch.randn(N_POINTS, DIM, generator=torch_generator(seed)), torch.arange(N_POINTS)
-
-
-def make_mlp(seed: int) -> nn.Sequential:
-    """Three bias-free Linear layers (LLM layers have no biases either), normal(0, INIT_STD) weights."""
-    net = nn.Sequential(nn.Linear(DIM, HIDDEN, bias=False), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN, bias=False), nn.ReLU(),
-                        nn.Linear(HIDDEN, N_POINTS, bias=False))  # fmt: skip
-    g = torch_generator(seed + 1)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, INIT_STD, generator=g)
-    return net
-
-
-def train_memorizer(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
-    """Full-batch Adam in fp32 until every point is memorized (label smoothing caps p at 0.825)."""
-    opt = torch.optim.Adam(net.parameters(), lr=TRAIN_LR)
-    for _ in range(TRAIN_STEPS):
-        opt.zero_grad()
-        F.cross_entropy(net(x), y, label_smoothing=LABEL_SMOOTHING).backward()
-        opt.step()
-    return net.eval()
-
-
-def p_true(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The probability each point's true class gets (computed in fp32 whatever the weights' dtype)."""
-    with torch.no_grad():
-        return F.softmax(copy.deepcopy(net).float()(x), dim=-1)[torch.arange(len(y)), y]
-
-
-def forget_by_gradient_ascent(net: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> tuple[nn.Module, int]:
-    """Gradient ascent on the forget point with Adam at FORGET_LR, weights *stored* in ``dtype``.
-
-    Stops as soon as p(true class) < FORGOTTEN_BELOW (the same stopping rule for every dtype).
-    """
-    model = copy.deepcopy(net).to(dtype).train()
-    opt = torch.optim.Adam(model.parameters(), lr=FORGET_LR)
-    for step in range(MAX_FORGET_STEPS):
-        if p_true(model, x[FORGET:FORGET + 1], y[FORGET:FORGET + 1]).item() < FORGOTTEN_BELOW:
-            return model.eval(), step
-        opt.zero_grad()
-        (-F.cross_entropy(model(x[FORGET:FORGET + 1].to(dtype)).float(), y[FORGET:FORGET + 1])).backward()
-        opt.step()
-    return model.eval(), MAX_FORGET_STEPS
-
-
-def evaluate(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, quantizers=QUANTIZERS) -> pd.DataFrame:
-    """p(true class) of the forget point and of the others, and whether the forget point is still predicted."""
-    rows = []
-    for name, model in models.items():
-        for q in quantizers:
-            m = model if q == "none" else fake_quantize_model(model, q)
-            p = p_true(m, x, y)
-            with torch.no_grad():
-                predicted = int(copy.deepcopy(m).float()(x[FORGET:FORGET + 1]).argmax()) == FORGET
-            rows.append({"model": name, "quantizer": q, "p(forget point)": p[FORGET].item(),
-                         "mean p(other points)": torch.cat([p[:FORGET], p[FORGET + 1:]]).mean().item(),
-                         "forget point predicted": predicted})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-x, y = make_points(cfg.seed)
-target = train_memorizer(make_mlp(cfg.seed), x, y)
+INIT_STD, FORGET_LR = 0.15, 2.5e-5  # the two knobs of the exercises (utils.toy's defaults)
+x, y = make_points(cfg.seed)  # 8 random points, point i has label i
+target = train_memorizer(make_mlp(cfg.seed, init_std=INIT_STD), x, y)  # fp32 Adam, 200 steps
 print("target p(true class):", p_true(target, x, y).numpy().round(3))
 
 # %% [markdown]
@@ -257,8 +194,8 @@ print("target p(true class):", p_true(target, x, y).numpy().round(3))
 # Both stop at the same point: as soon as p(true class) of point 0 drops below 0.05.
 
 # %%
-unlearned_fp32, steps_fp32 = forget_by_gradient_ascent(target, x, y, torch.float32)
-unlearned_bf16, steps_bf16 = forget_by_gradient_ascent(target, x, y, torch.bfloat16)
+unlearned_fp32, steps_fp32 = forget_by_gradient_ascent(target, x, y, torch.float32, lr=FORGET_LR)
+unlearned_bf16, steps_bf16 = forget_by_gradient_ascent(target, x, y, torch.bfloat16, lr=FORGET_LR)
 target_bf16 = copy.deepcopy(target).to(torch.bfloat16)  # the bf16 run starts from this
 print(f"gradient-ascent steps to forget: fp32 {steps_fp32}, bf16 {steps_bf16}")
 results = evaluate({"target": target, "forgot in fp32": unlearned_fp32, "forgot in bf16": unlearned_bf16}, x, y)
@@ -302,21 +239,10 @@ evaluate({"target": target, "forgot in fp32": unlearned_fp32, "forgot in bf16": 
 # zero bin of a group of 64 weights:
 
 # %%
-def moved_weights(ref: nn.Module, new: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """All quantized weights of two models, flattened (fp32), in the same order."""
-    a = torch.cat([m.weight.detach().float().reshape(-1) for _, m in quantizable_modules(ref)])
-    b = torch.cat([m.weight.detach().float().reshape(-1) for _, m in quantizable_modules(new)])
-    return a, b
-
-
-def steps_of(model: nn.Module, quantizer: str) -> torch.Tensor:
-    return torch.cat([quantization_step(m.weight.detach().float(), quantizer).reshape(-1) for _, m in quantizable_modules(model)])
-
-
 ref_fp32, new_fp32 = moved_weights(target, unlearned_fp32)
 ref_bf16, new_bf16 = moved_weights(target_bf16, unlearned_bf16)
 moved_bf16 = ref_bf16 != new_bf16
-half_bin_4 = torch.cat([zero_bin_halfwidth(m.weight.detach().float(), "rtn4").reshape(-1) for _, m in quantizable_modules(target_bf16)])
+half_bin_4 = zero_bin_halfwidths_of(target_bf16, "rtn4")  # Δ/2 of each weight's group
 print(f"weights moved: fp32 {float((ref_fp32 != new_fp32).float().mean()):.1%}, bf16 {float(moved_bf16.float().mean()):.1%}")
 print(f"largest |w| among the weights bf16 moved: before {ref_bf16[moved_bf16].abs().max():.4f}, after {new_bf16[moved_bf16].abs().max():.4f}"
       f"   (2^8·lr = {2**8 * FORGET_LR:.4f}, 2^-7 = {2**-7:.4f})")  # fmt: skip
@@ -326,8 +252,8 @@ step4_fp32, step4_bf16 = steps_of(target, "rtn4"), steps_of(target_bf16, "rtn4")
 small_share = float((ref_bf16[moved_bf16].abs() < 2**-7).float().mean())
 below_2_5 = float((ref_bf16[moved_bf16].abs() < 2**-5).float().mean())
 inside_share = float((ref_bf16[moved_bf16].abs() < half_bin_4[moved_bf16]).float().mean())
-crossed_bf16 = float((torch.round(new_bf16 / step4_bf16) != torch.round(ref_bf16 / step4_bf16))[moved_bf16].float().mean())
-crossed_fp32 = float((torch.round(new_fp32 / step4_fp32) != torch.round(ref_fp32 / step4_fp32))[ref_fp32 != new_fp32].float().mean())
+crossed_bf16 = float(crossed_bin_edge(ref_bf16, new_bf16, step4_bf16)[moved_bf16].float().mean())
+crossed_fp32 = float(crossed_bin_edge(ref_fp32, new_fp32, step4_fp32)[ref_fp32 != new_fp32].float().mean())
 print(f"of the weights bf16 moved: {small_share:.1%} had |w| < 2^-7, {below_2_5:.1%} |w| < 2^-5; {inside_share:.2%} started inside the 4-bit zero bin, "
       f"{crossed_bf16:.2%} crossed a 4-bit bin edge (fp32 edit: {crossed_fp32:.2%} of its moved weights crossed)")  # fmt: skip
 
@@ -419,9 +345,9 @@ widgets.interact(_rounding_view, bits=widgets.IntSlider(value=4, min=2, max=8, d
 # 4. Set `INIT_STD = 0.06` (smaller weights, so smaller groups' absmax and a narrower zero bin) and rerun.
 #    <details><summary>Answer</summary>The zero-bin half-width shrinks towards the 2⁻⁷ that the bf16 updates
 #    reach: most moved weights now cross 4-bit edges, and 4-bit rounding no longer restores the point (the
-#    bf16 run also struggles to forget within MAX_FORGET_STEPS). Where the grid sits relative to the bf16
-#    threshold decides the outcome — the series' tiny language model uses init 0.06 for the same reason
-#    (with its own, larger weights per group).</details>
+#    bf16 run also struggles to forget within its budget of 1000 steps, `max_steps`). Where the grid sits
+#    relative to the bf16 threshold decides the outcome — the series' tiny language model uses init 0.06 for
+#    the same reason (with its own, larger weights per group).</details>
 # 5. Why does 8-bit rounding not recover the point, when the bf16 edit is so small?
 #    <details><summary>Answer</summary>The 8-bit step is 127/7 ≈ 18 times finer; the moved weights travel
 #    several 8-bit steps, so their codes change and the edit is kept (third panel of section 5).</details>
