@@ -30,14 +30,7 @@ from utils.quantization import fake_quantize_model
 #: columns that measure wall time, not the computation
 TIMING_COLUMNS = ("seconds",)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: tiny matrices gain nothing from threads and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------
