@@ -69,23 +69,15 @@ import torch
 from IPython.display import display
 
 from utils import unlearning as U
-from utils.config import RunConfig
+from utils.config import offline_setup
 from utils.data import encode_examples
 from utils.metrics import evaluate_model
 from utils.models import get_tiny_world
 from utils.plots.unlearning import plot_raw_logit_kl, plot_tradeoff, plot_unlearning_curves, unlearning_curves_explorer
-from utils.repro import pick_device, seed_everything
-from utils.validation import UQError
 
-cfg = RunConfig(seed=SEED, model=MODEL, data=DATA, device=DEVICE)
-seed_everything(cfg.seed)
-device = pick_device(cfg.device)
-print(f"seed {cfg.seed}, device {device}")
-if not cfg.offline_default:
-    raise UQError(
-        f"UQ_MODEL={cfg.model!r}, UQ_DATA={cfg.data!r} is not accepted by notebook 03, which trains six unlearned "
-        "copies of the tiny target; accepted values: UQ_MODEL='tiny' with UQ_DATA='mini' (hub models: `python -m utils.study`)"
-    )
+# offline default only: this notebook trains six unlearned copies of the tiny target
+# (threads=None: torch's own thread count, or $UQ_THREADS when set)
+cfg, device = offline_setup(SEED, MODEL, DATA, DEVICE, notebook="03", threads=None)
 
 # %%
 world = get_tiny_world(cfg.seed, cfg.cache_dir)

@@ -53,7 +53,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from utils.config import RunConfig
+from utils.config import offline_setup
 from utils.mechanism import (
     DEFAULT_FP32_LRS,
     bf16_reference,
@@ -72,18 +72,11 @@ from utils.metrics import evaluate_model
 from utils.models import get_tiny_world
 from utils.plots.deltas import plot_changed_weight_magnitudes, plot_code_identity_heatmap, plot_delta_in_steps, weight_delta_explorer
 from utils.plots.recovery import plot_edit_fates, plot_level_tables, plot_lr_search, plot_precision_slopes
-from utils.repro import pick_device, seed_everything
 from utils.study import CONSTRAINED, FULL, evaluate_grid, kept_summary, recovery_table
 from utils.unlearning import METHODS, UnlearnRecipe, unlearn_all, unlearn_cached_result
-from utils.validation import UQError
 
-cfg = RunConfig(seed=SEED, model=MODEL, data=DATA, device=DEVICE)
-seed_everything(cfg.seed, threads=1)  # one thread: the same float sums everywhere, and no oversubscribed CPU
-device = pick_device(cfg.device)
-if not cfg.offline_default:
-    raise UQError(f"UQ_MODEL={cfg.model!r}, UQ_DATA={cfg.data!r}: this notebook runs the offline default only; accepted values: "
-                  "UQ_MODEL='tiny' with UQ_DATA='mini' (other models: notebook 06 and `python -m utils.study`)")  # fmt: skip
-print(f"seed={cfg.seed}  device={device}  cache={cfg.cache_dir}")
+# one torch thread: the same float sums everywhere, and no oversubscribed CPU
+cfg, device = offline_setup(SEED, MODEL, DATA, DEVICE, notebook="04")
 
 # %% [markdown]
 # ## 1. The target and notebook 03's six unlearned models

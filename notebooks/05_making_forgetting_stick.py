@@ -81,13 +81,12 @@ import torch
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from utils.config import RunConfig
+from utils.config import offline_setup
 from utils.mechanism import bf16_reference, edit_fates_table, unchanged_claims
 from utils.metrics import evaluate_model
 from utils.models import get_tiny_world
 from utils.plots.sure import plot_forget_retain, plot_saliency_heatmap, plot_sweep, sweep_explorer
 from utils.quantization import code_identity
-from utils.repro import pick_device, seed_everything
 from utils.study import CONSTRAINED, FULL, evaluate_grid, recovery_table
 from utils.sure import (
     answer_metrics,
@@ -102,15 +101,9 @@ from utils.sure import (
     sweep_table,
 )
 from utils.unlearning import UnlearnRecipe, forget_retain_examples, unlearn_all
-from utils.validation import UQError
 
-cfg = RunConfig(seed=SEED, model=MODEL, data=DATA, device=DEVICE)
-seed_everything(cfg.seed, threads=1)  # one thread: the same float sums everywhere, and no oversubscribed CPU
-device = pick_device(cfg.device)
-if not cfg.offline_default:
-    raise UQError(f"UQ_MODEL={cfg.model!r}, UQ_DATA={cfg.data!r}: this notebook runs the offline default only; accepted values: "
-                  "UQ_MODEL='tiny' with UQ_DATA='mini' (other models: notebook 06 and `python -m utils.study`)")  # fmt: skip
-print(f"seed={cfg.seed}  device={device}  cache={cfg.cache_dir}")
+# one torch thread: the same float sums everywhere, and no oversubscribed CPU
+cfg, device = offline_setup(SEED, MODEL, DATA, DEVICE, notebook="05")
 
 # %% [markdown]
 # ## 1. The problem, and SURE's idea

@@ -35,13 +35,7 @@ SEED = 4
 WEIGHTS = "model.safetensors"
 UNLEARN_RECIPE = U.UnlearnRecipe(steps=2, batch_size=4)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------

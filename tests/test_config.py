@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils.config import RunConfig, default_cache_dir, repo_root
+from utils.config import RunConfig, default_cache_dir, offline_setup, repo_root
 from utils.repro import pick_device, seed_everything, torch_generator
+from utils.validation import UQError
 
 
 def test_defaults_are_the_offline_default():
@@ -70,3 +71,53 @@ def test_pick_device():
 def test_missing_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         pick_device("cuda")
+
+
+def test_offline_setup_seeds_prints_and_returns_config_and_device(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("UQ_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    try:
+        cfg, device = offline_setup(3, "tiny", "mini", "cpu", notebook="04")
+        a = torch.randn(4)
+        assert torch.get_num_threads() == 1
+        assert offline_setup("3", "tiny", "mini", "cpu", notebook="04")[0] == cfg
+        assert torch.equal(a, torch.randn(4))  # seeded again: the same numbers
+    finally:
+        torch.set_num_threads(threads)
+    assert cfg == RunConfig(seed=3, model="tiny", data="mini", device="cpu", cache_dir=tmp_path)
+    assert device == torch.device("cpu")
+    assert capsys.readouterr().out.splitlines()[0] == f"seed=3  device=cpu  cache={tmp_path}"
+
+
+def test_offline_setup_threads_none_keeps_the_thread_count(monkeypatch):
+    monkeypatch.delenv("UQ_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        offline_setup(0, "tiny", "mini", "cpu", notebook="03", threads=None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("model, data", [("tiny", "news"), ("HuggingFaceTB/SmolLM2-135M", "mini")])
+def test_offline_setup_refuses_other_models_and_data_in_one_line(model, data, capsys):
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(UQError) as err:
+            offline_setup(0, model, data, "cpu", notebook="05")
+    finally:
+        torch.set_num_threads(threads)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in (f"UQ_MODEL={model!r}", f"UQ_DATA={data!r}", "notebook 05", "UQ_MODEL='tiny'", "UQ_DATA='mini'",
+                 "notebook 06", "python -m utils.study"):
+        assert part in message
+    assert capsys.readouterr().out == ""  # nothing printed for a refused run
+
+
+def test_offline_setup_validates_before_anything_else():
+    with pytest.raises(UQError, match="UQ_DEVICE"):
+        offline_setup(0, "tiny", "mini", "tpu", notebook="04")
+    with pytest.raises(UQError, match="UQ_SEED"):
+        offline_setup(-1, "tiny", "mini", "cpu", notebook="04")

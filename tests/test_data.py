@@ -9,29 +9,16 @@ import pytest
 from utils.data import (
     ATTRIBUTES,
     Example,
-    MuseData,
     default_mini_folder,
     encode_examples,
     generate_muse_mini,
     load_data,
-    load_muse_mini,
     qa_examples,
     qa_prompt,
     text_examples,
     training_examples,
     write_muse_mini,
 )
-from utils.models import build_word_tokenizer, corpus_texts
-
-
-@pytest.fixture(scope="module")
-def mini() -> MuseData:
-    return load_muse_mini()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(mini):
-    return build_word_tokenizer(corpus_texts(mini))
 
 
 def test_committed_corpus_is_byte_identical_to_a_regeneration(tmp_path):

@@ -30,14 +30,7 @@ from utils.quantization import fake_quantize_model
 #: columns that measure wall time, not the computation
 TIMING_COLUMNS = ("seconds",)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: tiny matrices gain nothing from threads and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,14 +231,21 @@ def code_cells(source: str) -> list[str]:
     return [body for header, body in zip(headers, cells[1:]) if "[markdown]" not in header]
 
 
+#: ``utils.config.offline_setup`` seeds everything and prints the seed (tests/test_config.py checks both)
+SETUP_CALL = "offline_setup("
+
+
 def seed_problem(source: str) -> str | None:
-    """None when an early code cell calls ``seed_everything`` and one prints the seed; else what is wrong."""
+    """None when an early code cell calls ``seed_everything`` and one prints the seed; else what is wrong.
+
+    A cell that calls ``offline_setup`` does both.
+    """
     cells = code_cells(source)
-    seeded = [i for i, body in enumerate(cells) if "seed_everything(" in body]
+    seeded = [i for i, body in enumerate(cells) if "seed_everything(" in body or SETUP_CALL in body]
     if not seeded:
         return "no code cell calls seed_everything"
     early = cells[:max(EARLY_CODE_CELLS, seeded[0] + 1)]
-    if not any(SEED_PRINT.search(body) for body in early):
+    if not any(SEED_PRINT.search(body) or SETUP_CALL in body for body in early):
         return f"none of its first {len(early)} code cells prints the seed (print(... cfg.seed ...))"
     return None
 
@@ -255,6 +255,7 @@ def test_the_seed_print_check_can_fail():
     assert seed_problem(setup + 'print(f"seed={cfg.seed}  device={device}")\n') is None
     assert seed_problem(setup + "print(device)\nx = cfg.seed\n") is not None
     assert seed_problem("# %% [markdown]\n# print(cfg.seed)\n# %%\nx = 1\n") == "no code cell calls seed_everything"
+    assert seed_problem('# %%\ncfg, device = offline_setup(SEED, MODEL, DATA, DEVICE, notebook="04")\n') is None
 
 
 def test_there_are_notebooks_to_check():

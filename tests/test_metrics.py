@@ -30,23 +30,7 @@ from utils.metrics import (
 from utils.models import build_word_tokenizer, corpus_texts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run faster on one thread (and far faster on a shared machine); restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def mini():
-    return load_muse_mini()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(mini):
-    return build_word_tokenizer(corpus_texts(mini))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

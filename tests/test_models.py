@@ -10,7 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from utils.config import RunConfig
-from utils.data import load_muse_mini, qa_examples
+from utils.data import qa_examples
 from utils.models import (
     PRESETS,
     TinyRecipe,
@@ -32,23 +32,7 @@ SMALL = TinyRecipe(hidden_size=32, intermediate_size=64, num_hidden_layers=1, nu
                    batch_size=16, steps=3, eval_every=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run faster on one thread (and far faster on a shared machine); restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def mini():
-    return load_muse_mini()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(mini):
-    return build_word_tokenizer(corpus_texts(mini))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _small_model(tokenizer) -> LlamaForCausalLM:

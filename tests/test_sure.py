@@ -10,42 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from conftest import fact_batch, tiny_model
 from utils import sure as S
 from utils import unlearning as U
 from utils.data import Example, MuseData, qa_examples
 from utils.metrics import answer_stats
 from utils.models import build_word_tokenizer
 
-VOCAB = 64
 LINEAR_TYPES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads; on a shared CPU OpenMP spinning makes them much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_model(seed: int = 0, vocab: int = VOCAB, layers: int = 2, hidden: int = 32) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
-                      num_key_value_heads=2, vocab_size=vocab, tie_word_embeddings=False)
-    return LlamaForCausalLM(cfg).eval()
-
-
-def fact_batch(n: int, seed: int, length: int = 6) -> dict[str, torch.Tensor]:
-    """Random 'facts' whose loss covers the last token (the answer)."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, VOCAB, (n, length), generator=g)
-    labels = torch.full_like(ids, U.IGNORE_INDEX)
-    labels[:, -1] = ids[:, -1]
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FORGET = fact_batch(10, 1)
 RETAIN = fact_batch(16, 2)

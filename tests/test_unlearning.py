@@ -14,37 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from conftest import fact_batch, tiny_model
 from utils import unlearning as U
 from utils.data import Example
 from utils.models import build_word_tokenizer
 
-VOCAB = 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a shared CPU OpenMP spinning makes them 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_model(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=2, vocab_size=VOCAB, tie_word_embeddings=False)
-    return LlamaForCausalLM(cfg).eval()
-
-
-def fact_batch(n: int, seed: int, length: int = 6, answer_tokens: int = 1) -> dict[str, torch.Tensor]:
-    """Random 'facts' whose loss covers the last ``answer_tokens`` tokens (the answer)."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, VOCAB, (n, length), generator=g)
-    labels = torch.full_like(ids, U.IGNORE_INDEX)
-    labels[:, -answer_tokens:] = ids[:, -answer_tokens:]
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FORGET = fact_batch(12, 1)
 RETAIN = fact_batch(24, 2)

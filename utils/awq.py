@@ -24,8 +24,6 @@ calibrated sequentially in forward order, so each sees the inputs of the already
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor, nn
 
@@ -38,9 +36,8 @@ from .gptq import (
     check_group_size,
     check_model_args,
     plugin_kwargs,
-    quantizable_linears,
+    quantize_model_sequentially,
     rtn_groups,
-    sequential_calibration,
 )
 from .quantization import SCHEMES, QuantSpec, register_model_quantizer
 from .validation import UQError, check_choice, check_range
@@ -198,32 +195,22 @@ def awq_quantize_model(
     check_choice("clip", clip, (True, False))
     check_choice("progress", progress, (True, False))
     ids, mask = check_calibration_ids(calibration_ids, attention_mask)
-    qmodel = copy.deepcopy(model).eval()
-    linears = quantizable_linears(qmodel, include_lm_head=include_lm_head)
     inputs: dict[str, list[Tensor]] = {}
-    info: dict[str, dict] = {}
 
     def on_inputs(name: str, x: Tensor) -> None:
         inputs.setdefault(name, []).append(x)
 
-    def on_group_done(group: list[str]) -> None:
-        for name in group:
-            lin = linears[name]
-            x = torch.cat(inputs.pop(name))
-            use_clip = clip and not any(tag in name.rsplit(".", 1)[-1] for tag in NO_CLIP)
-            q = awq_quantize_weight(lin.weight, x, bits=bits, group_size=group_size, n_grid=n_grid, scheme=scheme, clip=use_clip)
-            lin.weight.data.copy_(q.weight.to(lin.weight.dtype))
-            info[name] = {"alpha": q.info["alpha"], "loss": q.info["loss"], "rtn_loss": q.info["losses"][0.0], "clipped": use_clip}
+    def quantize_layer(name: str, weight: Tensor) -> tuple[Tensor, dict]:
+        x = torch.cat(inputs.pop(name))
+        use_clip = clip and not any(tag in name.rsplit(".", 1)[-1] for tag in NO_CLIP)
+        q = awq_quantize_weight(weight, x, bits=bits, group_size=group_size, n_grid=n_grid, scheme=scheme, clip=use_clip)
+        return q.weight, {"alpha": q.info["alpha"], "loss": q.info["loss"], "rtn_loss": q.info["losses"][0.0], "clipped": use_clip}
 
-    groups = sequential_calibration(
-        qmodel, ids, mask, batch_size=batch_size, on_inputs=on_inputs, on_group_done=on_group_done,
-        desc=f"AWQ {bits}-bit", progress=progress, include_lm_head=include_lm_head,
+    return quantize_model_sequentially(
+        model, ids, mask, on_inputs=on_inputs, quantize_layer=quantize_layer, desc=f"AWQ {bits}-bit",
+        batch_size=batch_size, progress=progress, include_lm_head=include_lm_head,
+        info={"method": "awq", "bits": bits, "group_size": group_size, "scheme": scheme, "clip": clip},
     )
-    not_called = sorted(set(linears) - {name for group in groups for name in group})
-    qmodel.train(model.training)
-    qmodel.quantization_info = {"method": "awq", "bits": bits, "group_size": group_size, "scheme": scheme, "clip": clip, "layers": info,
-                                "not_called": not_called}
-    return qmodel
 
 
 # --------------------------------------------------------------------------------------------------

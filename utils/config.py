@@ -16,8 +16,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .validation import UQError, check_choice
+
+if TYPE_CHECKING:  # torch is imported only when a notebook sets up a run, not with this module
+    import torch
 
 DATA_CHOICES = ("mini", "news", "books")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -99,3 +103,29 @@ class RunConfig:
             device=env.get("UQ_DEVICE", "auto"),
             cache_dir=Path(env.get("UQ_CACHE") or default_cache_dir()),
         )
+
+
+def offline_setup(
+    seed: object, model: str, data: str, device: str, *, notebook: str, threads: int | None = 1
+) -> tuple[RunConfig, "torch.device"]:
+    """The set-up cell of a notebook that runs only the offline default (the tiny model on MUSE-mini).
+
+    Builds and validates the :class:`RunConfig`, seeds everything (with ``threads`` torch threads:
+    one by default, so CPU float sums are the same everywhere; ``None`` keeps ``$UQ_THREADS`` or
+    torch's own count), resolves the device, refuses any other model or data with a one-line
+    :class:`UQError` naming ``notebook``, and prints the seed, device and cache folder.
+    Returns the config and the device.
+    """
+    from .repro import pick_device, seed_everything  # local import: keeps this module free of torch
+
+    cfg = RunConfig(seed=seed, model=model, data=data, device=device)
+    seed_everything(cfg.seed, threads=threads)
+    torch_device = pick_device(cfg.device)
+    if not cfg.offline_default:
+        raise UQError(
+            f"UQ_MODEL={cfg.model!r}, UQ_DATA={cfg.data!r} is not accepted by notebook {notebook}, which runs the offline "
+            "default only; accepted values: UQ_MODEL='tiny' with UQ_DATA='mini' (other models: notebook 06 and "
+            "`python -m utils.study`)"
+        )
+    print(f"seed={cfg.seed}  device={torch_device}  cache={cfg.cache_dir}")
+    return cfg, torch_device

@@ -364,6 +364,47 @@ def sequential_calibration(
     return groups
 
 
+def quantize_model_sequentially(
+    model: nn.Module,
+    ids: Tensor,
+    mask: Tensor,
+    *,
+    on_inputs: Callable[[str, Tensor], None],
+    quantize_layer: Callable[[str, Tensor], tuple[Tensor, dict]],
+    desc: str,
+    batch_size: int,
+    progress: bool,
+    include_lm_head: bool,
+    info: dict[str, Any],
+) -> nn.Module:
+    """The model-level loop shared by GPTQ and AWQ: a fake-quantized copy of ``model`` (the original is untouched).
+
+    :func:`sequential_calibration` on an eval-mode copy hands the inputs of each Linear to
+    ``on_inputs(name, x)``; once its group is done, ``quantize_layer(name, weight)`` returns the
+    new weight (stored in the layer's dtype) and that layer's info. The copy gets ``model``'s
+    train/eval mode back and carries ``quantization_info``: ``info`` plus ``"layers"`` (the info
+    per layer) and ``"not_called"`` (Linears the forward pass never calls, left unquantized).
+    """
+    qmodel = copy.deepcopy(model).eval()
+    linears = quantizable_linears(qmodel, include_lm_head=include_lm_head)
+    layers: dict[str, dict] = {}
+
+    def on_group_done(group: list[str]) -> None:
+        for name in group:
+            lin = linears[name]
+            weight, layers[name] = quantize_layer(name, lin.weight)
+            lin.weight.data.copy_(weight.to(lin.weight.dtype))
+
+    groups = sequential_calibration(
+        qmodel, ids, mask, batch_size=batch_size, on_inputs=on_inputs, on_group_done=on_group_done,
+        desc=desc, progress=progress, include_lm_head=include_lm_head,
+    )
+    not_called = sorted(set(linears) - {name for group in groups for name in group})
+    qmodel.train(model.training)
+    qmodel.quantization_info = {**info, "layers": layers, "not_called": not_called}
+    return qmodel
+
+
 def check_model_args(model: nn.Module, *, bits: int, group_size: int, scheme: str, batch_size: int,
                      include_lm_head: bool = False) -> dict[str, nn.Linear]:  # fmt: skip
     """Validate the arguments shared by the model-level quantizers; return the target Linears."""
@@ -412,34 +453,23 @@ def gptq_quantize_model(
     check_choice("act_order", act_order, (True, False))
     check_choice("progress", progress, (True, False))
     ids, mask = check_calibration_ids(calibration_ids, attention_mask)
-    qmodel = copy.deepcopy(model).eval()
-    linears = quantizable_linears(qmodel, include_lm_head=include_lm_head)
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
-    info: dict[str, dict] = {}
 
     def on_inputs(name: str, x: Tensor) -> None:
         sums[name] = sums.get(name, 0) + x.T @ x
         counts[name] = counts.get(name, 0) + x.shape[0]
 
-    def on_group_done(group: list[str]) -> None:
-        for name in group:
-            lin = linears[name]
-            H = 2.0 * sums.pop(name) / counts.pop(name)
-            q = gptq_quantize_weight(lin.weight, H, bits=bits, group_size=group_size, damp=damp, scheme=scheme, act_order=act_order)
-            lin.weight.data.copy_(q.weight.to(lin.weight.dtype))
-            info[name] = q.info
+    def quantize_layer(name: str, weight: Tensor) -> tuple[Tensor, dict]:
+        H = 2.0 * sums.pop(name) / counts.pop(name)
+        q = gptq_quantize_weight(weight, H, bits=bits, group_size=group_size, damp=damp, scheme=scheme, act_order=act_order)
+        return q.weight, q.info
 
-    groups = sequential_calibration(
-        qmodel, ids, mask, batch_size=batch_size, on_inputs=on_inputs, on_group_done=on_group_done,
-        desc=f"GPTQ {bits}-bit", progress=progress, include_lm_head=include_lm_head,
+    return quantize_model_sequentially(
+        model, ids, mask, on_inputs=on_inputs, quantize_layer=quantize_layer, desc=f"GPTQ {bits}-bit",
+        batch_size=batch_size, progress=progress, include_lm_head=include_lm_head,
+        info={"method": "gptq", "bits": bits, "group_size": group_size, "scheme": scheme, "damp": damp, "act_order": act_order},
     )
-    not_called = sorted(set(linears) - {name for group in groups for name in group})
-    qmodel.train(model.training)
-    qmodel.quantization_info = {"method": "gptq", "bits": bits, "group_size": group_size, "scheme": scheme, "damp": damp,
-                                "act_order": act_order, "layers": info,
-                                "not_called": not_called}
-    return qmodel
 
 
 # --------------------------------------------------------------------------------------------------

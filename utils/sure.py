@@ -29,6 +29,7 @@ and learning rate.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -377,20 +378,13 @@ def sure_cached_result(
     history and settings; a corrupted folder is rebuilt and a file lock makes concurrent callers wait.
     ``eval_every`` (default ``None``: no curves, faster) logs the QA answer metrics during training.
     """
-    from filelock import FileLock
-
-    from .models import atomic_save_dir, load_model, verify_saved_dir
     from .unlearning import (
-        HISTORY_FILE,
-        SETTINGS_FILE,
         UnlearnRecipe,
-        UnlearnResult,
-        answer_eval_fn,
         check_method,
         examples_fingerprint,
         forget_retain_examples,
         model_fingerprint,
-        precision_dtype,
+        train_or_load,
         unlearn_cached_result,
     )
 
@@ -403,23 +397,10 @@ def sure_cached_result(
     _check_mask(world.target, mask)
     forget, retain = forget_retain_examples(world.data, recipe.forget_on)
     key = sure_cache_key(model_fingerprint(world.target), examples_fingerprint(list(forget) + list(retain)), method, recipe, mask, seed)
-    path = sure_dir(cache_dir, method, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=3600):
-        if rebuild or not verify_saved_dir(path):
-            qa_forget, qa_retain = forget_retain_examples(world.data, "qa")
-            eval_fn = answer_eval_fn(world.tokenizer, qa_forget, qa_retain) if eval_every is not None else None
-            result = sure_unlearn(world.target, world.tokenizer, forget, retain, mask=mask, seed=seed, eval_every=eval_every,
-                                  eval_fn=eval_fn, progress=progress, device=device, **recipe.kwargs(method))
-            result.settings.update(forget_on=recipe.forget_on, key=key, seconds=round(result.seconds, 2))
-            extra = {HISTORY_FILE: json.loads(result.history.to_json(orient="records")), SETTINGS_FILE: result.settings}
-            atomic_save_dir(result.model, world.tokenizer, path, extra=extra, meta={"role": "sure", **result.settings})
-            return result
-    load_device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(str(path), dtype=precision_dtype(recipe.precision), device=load_device)
-    history = pd.DataFrame(json.loads((path / HISTORY_FILE).read_text()))
-    settings = json.loads((path / SETTINGS_FILE).read_text())
-    return UnlearnResult(model=model.eval(), history=history, method=method, seconds=float(settings.get("seconds", float("nan"))), settings=settings)
+    # main_process_saves=False: every process saves, as this function always did (no accelerate main-process guard)
+    return train_or_load(world, method, recipe, forget, retain, sure_dir(cache_dir, method, key), key,
+                         train=functools.partial(sure_unlearn, mask=mask), role="sure", main_process_saves=False,
+                         seed=seed, eval_every=eval_every, progress=progress, device=device, rebuild=rebuild)  # fmt: skip
 
 
 def changed_parameters(model_a: nn.Module, model_b: nn.Module) -> list[str]:

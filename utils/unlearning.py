@@ -768,30 +768,64 @@ def unlearn_cached_result(
     match is rebuilt, and a file lock makes concurrent callers wait for one build. The history records
     the forget/retain answer metrics of the QA facts (whatever ``forget_on`` is).
     """
-    from filelock import FileLock
-
-    from .models import atomic_save_dir, load_model, verify_saved_dir
-
     check_method(method)
     check_range("seed", seed, 0, integer=True)
     recipe = (recipe or UnlearnRecipe()).for_method(method)
     forget, retain = forget_retain_examples(world.data, recipe.forget_on)
     key = cache_key(model_fingerprint(world.target), examples_fingerprint(list(forget) + list(retain)), method, recipe, seed)
-    path = unlearned_dir(cache_dir, method, key)
+    return train_or_load(world, method, recipe, forget, retain, unlearned_dir(cache_dir, method, key), key, train=unlearn,
+                         role="unlearned", main_process_saves=True, seed=seed, eval_every=eval_every, progress=progress,
+                         device=device, rebuild=rebuild)  # fmt: skip
+
+
+def train_or_load(
+    world: Any,
+    method: str,
+    recipe: UnlearnRecipe,
+    forget: Sequence[Any],
+    retain: Sequence[Any],
+    path: Path,
+    key: str,
+    *,
+    train: Callable[..., UnlearnResult],
+    role: str,
+    main_process_saves: bool,
+    seed: int,
+    eval_every: int | None,
+    progress: bool,
+    device: str | torch.device | None,
+    rebuild: bool,
+) -> UnlearnResult:
+    """The cache behind :func:`unlearn_cached_result` and :func:`utils.sure.sure_cached_result`.
+
+    Under a file lock on ``path``: when ``rebuild`` or ``path`` is not a verified model folder,
+    ``train(world.target, world.tokenizer, forget, retain, ...)`` (:func:`unlearn`'s arguments, the
+    QA answer metrics logged every ``eval_every`` steps) and save the model with its history and
+    settings (``key`` among them) under ``path``, ``meta["role"] = role`` (only from the main process
+    when ``main_process_saves``; the others wait); otherwise load the model in ``recipe``'s precision.
+    """
+    from filelock import FileLock
+
+    from .models import atomic_save_dir, load_model, verify_saved_dir
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=3600):
         if rebuild or not verify_saved_dir(path):
             qa_forget, qa_retain = forget_retain_examples(world.data, "qa")
             eval_fn = answer_eval_fn(world.tokenizer, qa_forget, qa_retain) if eval_every is not None else None
-            result = unlearn(world.target, world.tokenizer, forget, retain, seed=seed, eval_every=eval_every,
-                             eval_fn=eval_fn, progress=progress, device=device, **recipe.kwargs(method))
+            result = train(world.target, world.tokenizer, forget, retain, seed=seed, eval_every=eval_every,
+                           eval_fn=eval_fn, progress=progress, device=device, **recipe.kwargs(method))
             result.settings.update(forget_on=recipe.forget_on, key=key, seconds=round(result.seconds, 2))
-            from accelerate import PartialState
+            extra = {HISTORY_FILE: json.loads(result.history.to_json(orient="records")), SETTINGS_FILE: result.settings}
+            meta = {"role": role, **result.settings}
+            if main_process_saves:
+                from accelerate import PartialState
 
-            if PartialState().is_main_process:
-                extra = {HISTORY_FILE: json.loads(result.history.to_json(orient="records")), SETTINGS_FILE: result.settings}
-                atomic_save_dir(result.model, world.tokenizer, path, extra=extra, meta={"role": "unlearned", **result.settings})
-            PartialState().wait_for_everyone()
+                if PartialState().is_main_process:
+                    atomic_save_dir(result.model, world.tokenizer, path, extra=extra, meta=meta)
+                PartialState().wait_for_everyone()
+            else:
+                atomic_save_dir(result.model, world.tokenizer, path, extra=extra, meta=meta)
             return result
     model = load_model(str(path), dtype=precision_dtype(recipe.precision), device=_load_device(device))
     history = pd.DataFrame(json.loads((path / HISTORY_FILE).read_text()))
@@ -846,5 +880,5 @@ __all__ = [
     "gather_packed", "answer_eval_fn", "spaced_subset", "npo_from_log_likelihoods", "covered_log_probs", "kl_from_log_probs",
     "UnlearnResult", "trainable_names", "precision_dtype", "unlearn",
     "UnlearnRecipe", "forget_retain_examples", "model_fingerprint", "examples_fingerprint", "cache_key",
-    "unlearned_dir", "unlearn_cached_result", "unlearn_cached", "unlearn_all", "history_long", "results_table",
+    "unlearned_dir", "unlearn_cached_result", "train_or_load", "unlearn_cached", "unlearn_all", "history_long", "results_table",
 ]

@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..validation import UQError, check_choice, check_range
+from ._args import axes_or_new, check_title, flat_array
 
 #: bf16 keeps 8 significant bits, so an update ``u`` changes ``w`` only if ``u > ulp(w)/2 ≈ |w|·2^-8``:
 #: with Adam (steps of about ``lr``) only weights with ``|w| < 2^8 · lr`` move.
@@ -44,32 +45,6 @@ StepFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 # --------------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------------
-def _as_array(values: Any, name: str) -> np.ndarray:
-    """A flat float64 numpy array from a tensor, array or sequence of numbers."""
-    if isinstance(values, torch.Tensor):
-        arr = values.detach().float().cpu().numpy()
-    else:
-        try:
-            arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise UQError(f"{name}={type(values).__name__} is not accepted; accepted values: a tensor, array or sequence of numbers") from None
-    return arr.astype(np.float64).reshape(-1)
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.0, 4.0)) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    elif not isinstance(ax, Axes):
-        raise UQError(f"ax={type(ax).__name__} is not accepted; accepted values: None or a matplotlib Axes")
-    return ax
-
-
-def _check_title(title: Any) -> str:
-    if not isinstance(title, str):
-        raise UQError(f"title={title!r} is not accepted; accepted values: a string")
-    return title
-
-
 def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.35", wrap=True)
 
@@ -93,11 +68,11 @@ def plot_delta_in_steps(
     ``±max(1, max |Δw/Δ|)`` so that every value is counted. The legend gives the share of plotted
     edits smaller than half a step.
     """
-    ax = _axes(ax)
-    title = _check_title(title)
+    ax = axes_or_new(ax, (6.0, 4.0))
+    title = check_title(title)
     check_range("bins", bins, 1, integer=True)
     check_choice("changed_only", changed_only, (True, False))
-    values = _as_array(delta_steps, "delta_steps")
+    values = flat_array(delta_steps, "delta_steps", "a tensor, array or sequence of numbers")
     finite = np.isfinite(values)
     dropped = int((~finite).sum())
     values = values[finite]
@@ -150,8 +125,8 @@ def plot_changed_weight_magnitudes(
     changed weights inside their own zero bin. Changed weights that were exactly 0 have no log and
     are counted in the legend.
     """
-    ax = _axes(ax)
-    title = _check_title(title)
+    ax = axes_or_new(ax, (6.0, 4.0))
+    title = check_title(title)
     check_range("bins", bins, 1, integer=True)
     threshold = bf16_threshold(lr)
     if not isinstance(w_target, torch.Tensor) or not isinstance(w_unlearned, torch.Tensor) or w_target.shape != w_unlearned.shape:
@@ -242,10 +217,10 @@ def plot_code_identity_heatmap(
     filtered to one method and quantizer). Cells are annotated in percent (two decimals: 99.65 % is not 100 %); missing cells stay blank."""
     import seaborn as sns  # noqa: PLC0415 - heavy import, on first use only
 
-    title = _check_title(title)
+    title = check_title(title)
     check_choice("annot", annot, (True, False))
     table = code_identity_table(df)
-    ax = _axes(ax, figsize=(1.0 + 0.9 * table.shape[1], 1.2 + 0.45 * table.shape[0]))
+    ax = axes_or_new(ax, (1.0 + 0.9 * table.shape[1], 1.2 + 0.45 * table.shape[0]))
     low = float(np.nanmin(table.to_numpy()))
     sns.heatmap(table * 100, ax=ax, annot=annot, fmt=".2f", annot_kws={"fontsize": 8}, cmap="viridis", vmin=min(low * 100, 99.0), vmax=100.0,
                 cbar_kws={"label": "identical 4-bit codes (%)"}, linewidths=0.5, linecolor="white")  # fmt: skip

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -25,24 +24,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..validation import UQError, check_choice
+from ._args import axes_or_new, check_title
 
 #: colours of the three fates of a changed weight (same order as ``utils.mechanism.FATES``)
 FATE_COLORS = {"stayed in the zero bin": "#4c72b0", "stayed in another bin": "#9ecae1", "crossed a bin edge": "#d62728"}
 FORMAT_COLORS = {"rtn4": "#4c72b0", "fp4": "#dd8452", "nf4": "#55a868", "rtn8": "#8172b3"}
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.5, 4.0)) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    elif not isinstance(ax, Axes):
-        raise UQError(f"ax={type(ax).__name__} is not accepted; accepted values: None or a matplotlib Axes")
-    return ax
-
-
-def _check_title(title: Any) -> str:
-    if not isinstance(title, str):
-        raise UQError(f"title={title!r} is not accepted; accepted values: a string")
-    return title
 
 
 def _need_columns(df: Any, columns: Sequence[str], name: str, source: str) -> pd.DataFrame:
@@ -74,7 +60,7 @@ def plot_precision_slopes(
     from .unlearning import METHOD_COLORS
 
     results = _need_columns(results, ("model", "precision", metric), "results", "from utils.study.evaluate_grid")
-    title = _check_title(title)
+    title = check_title(title)
     models = list(dict.fromkeys(results["model"])) if models is None else list(models)
     precisions = list(dict.fromkeys(results["precision"])) if precisions is None else list(precisions)
     for m in models:
@@ -82,7 +68,7 @@ def plot_precision_slopes(
     for p in precisions:
         check_choice("precisions", p, list(dict.fromkeys(results["precision"])))
     table = results.pivot_table(index="model", columns="precision", values=metric, aggfunc="first").reindex(index=models, columns=precisions)
-    ax = _axes(ax, (1.2 + 1.1 * len(precisions), 4.0))
+    ax = axes_or_new(ax, (1.2 + 1.1 * len(precisions), 4.0))
     x = np.arange(len(precisions))
     for m in models:
         is_target = m == "target"
@@ -111,14 +97,14 @@ def plot_level_tables(
     """One row per format: its levels as dots on the normalized scale ``w / absmax`` (−1 … 1), the decision
     boundaries (midpoints) as ticks and, when ``zero_bins`` gives ``(lower, upper)``, its zero bin shaded
     with its width in the label. ``levels``: ``{name: sorted levels}`` (e.g. ``utils.mechanism.level_table``)."""
-    title = _check_title(title)
+    title = check_title(title)
     if not isinstance(levels, Mapping) or not levels:
         raise UQError(f"levels={type(levels).__name__} is not accepted; accepted values: a non-empty dict name -> sorted levels")
     zero_bins = dict(zero_bins or {})
     unknown = sorted(set(zero_bins) - set(levels))
     if unknown:
         raise UQError(f"zero_bins has {unknown} which are not in levels; accepted values: names from {list(levels)}")
-    ax = _axes(ax, (9.0, 0.9 + 0.75 * len(levels)))
+    ax = axes_or_new(ax, (9.0, 0.9 + 0.75 * len(levels)))
     names = list(levels)
     for row, name in enumerate(reversed(names)):
         values = np.asarray(levels[name].tolist() if isinstance(levels[name], torch.Tensor) else levels[name], dtype=float).ravel()
@@ -160,8 +146,8 @@ def plot_edit_fates(
     from ..mechanism import FATES
 
     fates = _need_columns(fates, ("method", "quantizer", *FATES, "frac_codes_changed"), "fates", "from utils.mechanism.edit_fates_table")
-    title = _check_title(title)
-    ax = _axes(ax, (8.0, 0.8 + 0.32 * len(fates)))
+    title = check_title(title)
+    ax = axes_or_new(ax, (8.0, 0.8 + 0.32 * len(fates)))
     changed = fates["frac_codes_changed_merged"] if "frac_codes_changed_merged" in fates.columns else fates["frac_codes_changed"]
     labels = [f"{m} · {q}  ({c:.2%} codes changed)" for m, q, c in zip(fates["method"], fates["quantizer"], changed)]
     y = np.arange(len(fates))[::-1]
@@ -193,10 +179,10 @@ def plot_lr_search(
     ``utils.mechanism.match_fp32_lr(...).table``, the bf16 run's forget accuracy ``goal`` as a dashed line,
     and the chosen learning rate (``chosen`` column) circled."""
     table = _need_columns(table, ("lr", "forget_acc", "retain_acc", "chosen"), "table", "from utils.mechanism.match_fp32_lr")
-    title = _check_title(title)
+    title = check_title(title)
     if isinstance(goal, bool) or not isinstance(goal, (int, float)) or not 0.0 <= goal <= 1.0:
         raise UQError(f"goal={goal!r} is not accepted; accepted values: a number in [0, 1]")
-    ax = _axes(ax)
+    ax = axes_or_new(ax, (6.5, 4.0))
     t = table.sort_values("lr")
     ax.plot(t["lr"], t["forget_acc"], "o-", color="#d62728", label="fp32 forget accuracy")
     ax.plot(t["lr"], t["retain_acc"], "s:", color="#2ca02c", label="fp32 retain accuracy")

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from ..quantization import rtn_quantize
 from ..validation import UQError, check_choice, check_range
+from ._args import axes_or_new, check_title, flat_array
 
 SPREADS = ("uniform", "zero-bin")
 #: in the "zero-bin" spread the weights sit uniformly in (-ZERO_BIN_DEPTH·Δ, +ZERO_BIN_DEPTH·Δ)
@@ -37,23 +38,8 @@ _BEFORE, _AFTER, _CHANGED = "tab:blue", "tab:orange", "tab:red"
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (7.0, 3.0)) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    elif not isinstance(ax, Axes):
-        raise UQError(f"ax={type(ax).__name__} is not accepted; accepted values: None or a matplotlib Axes")
-    return ax
-
-
 def _array(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        arr = values.detach().float().cpu().numpy()
-    else:
-        try:
-            arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise UQError(f"{name}={type(values).__name__} is not accepted; accepted values: a tensor or array of numbers") from None
-    arr = arr.astype(np.float64).reshape(-1)
+    arr = flat_array(values, name, "a tensor or array of numbers")
     if arr.size == 0 or not np.isfinite(arr).all():
         raise UQError(f"{name} is not accepted: it is empty or holds NaN/inf; accepted values: a non-empty tensor or array of finite numbers")
     return arr
@@ -65,12 +51,6 @@ def _check_bits(bits: Any) -> int:
 
 def _check_absmax(absmax: Any) -> float:
     return float(check_range("absmax", absmax, 0, None, low_inclusive=False))
-
-
-def _check_title(title: Any) -> str:
-    if not isinstance(title, str):
-        raise UQError(f"title={title!r} is not accepted; accepted values: a string")
-    return title
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,7 +91,7 @@ def plot_grid(bits: int = 4, absmax: float = 200.0, *, window: tuple[float, floa
     grid = rounding_grid(bits, absmax)
     lo, hi = window if window is not None else (-grid.absmax, grid.absmax)
     check_range("window", float(hi - lo), 0, None, low_inclusive=False)
-    ax = _axes(ax, (7.0, 1.8))
+    ax = axes_or_new(ax, (7.0, 1.8), layout="constrained")
     bounds = np.concatenate([[-grid.absmax], grid.edges, [grid.absmax]])
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         if b >= lo and a <= hi:
@@ -130,7 +110,7 @@ def plot_grid(bits: int = 4, absmax: float = 200.0, *, window: tuple[float, floa
     ax.set_yticks([])
     ax.set_xlabel("weight value")
     ax.set_ylabel(f"{bits}-bit grid")
-    ax.set_title(_check_title(title) if title is not None else f"{bits}-bit absmax grid, max|w| = {grid.absmax:g}: Δ = {grid.step:.3g}")
+    ax.set_title(check_title(title) if title is not None else f"{bits}-bit absmax grid, max|w| = {grid.absmax:g}: Δ = {grid.step:.3g}")
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     return ax.figure
 
@@ -145,7 +125,7 @@ def plot_weight_histogram(w: Any, bits: int = 4, absmax: float | None = None, *,
     absmax = float(np.abs(values).max()) if absmax is None else absmax
     grid = rounding_grid(bits, absmax)
     check_range("n_bins", n_bins, 1, integer=True)
-    ax = _axes(ax, (7.0, 3.2))
+    ax = axes_or_new(ax, (7.0, 3.2), layout="constrained")
     ax.hist(values, bins=n_bins, range=(-grid.absmax, grid.absmax), color=_BEFORE, alpha=0.8, label=f"{values.size} weights")
     ax.axvspan(*grid.zero_bin(), color="tab:green", alpha=0.18, label="zero bin")
     ax.vlines(grid.edges, 0, 1, transform=ax.get_xaxis_transform(), colors="k", lw=0.6 if grid.edges.size < 60 else 0.2,
@@ -153,7 +133,7 @@ def plot_weight_histogram(w: Any, bits: int = 4, absmax: float | None = None, *,
     zero_share = float(np.mean(np.abs(values) < grid.step / 2))
     ax.set_xlabel("weight value")
     ax.set_ylabel("number of weights")
-    ax.set_title(_check_title(title) if title is not None else f"{100 * zero_share:.0f}% of the weights fall in the {bits}-bit zero bin")
+    ax.set_title(check_title(title) if title is not None else f"{100 * zero_share:.0f}% of the weights fall in the {bits}-bit zero bin")
     ax.legend(fontsize=8)
     return ax.figure
 
@@ -230,7 +210,7 @@ def plot_codes_changed(curves: pd.DataFrame | list[pd.DataFrame], *, ax: Axes | 
     frames = [curves] if isinstance(curves, pd.DataFrame) else curves
     if not isinstance(frames, list) or not frames or not all(isinstance(f, pd.DataFrame) and {"ratio", "frac_changed", "theory", "spread"} <= set(f.columns) for f in frames):
         raise UQError("curves is not accepted; accepted values: a DataFrame (or list of them) from codes_changed_curve")
-    ax = _axes(ax, (5.5, 3.8))
+    ax = axes_or_new(ax, (5.5, 3.8), layout="constrained")
     colors = {"uniform": _BEFORE, "zero-bin": "tab:green"}
     for frame in frames:
         spread = str(frame["spread"].iloc[0])
@@ -245,7 +225,7 @@ def plot_codes_changed(curves: pd.DataFrame | list[pd.DataFrame], *, ax: Axes | 
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("edit size |δ| / Δ (in quantization steps)")
     ax.set_ylabel("share of codes that change")
-    ax.set_title(_check_title(title) if title is not None else "Rounding after a small shift δ of every weight")
+    ax.set_title(check_title(title) if title is not None else "Rounding after a small shift δ of every weight")
     ax.legend(fontsize=8, loc="upper left")
     return ax.figure
 
@@ -269,7 +249,7 @@ def plot_edit_in_steps(w_ref: Any, w_new: Any, step: Any, *, ax: Axes | None = N
         raise UQError("step is not accepted: it holds values <= 0; accepted values: positive steps (quantization_step)")
     check_range("limit", limit, 0.5, None)
     check_range("n_bins", n_bins, 1, integer=True)
-    ax = _axes(ax, (6.5, 3.5))
+    ax = axes_or_new(ax, (6.5, 3.5), layout="constrained")
     moved = ref != new
     before, after = ref[moved] / delta[moved], new[moved] / delta[moved]
     crossed = int(np.sum(np.round(before) != np.round(after)))
@@ -287,7 +267,7 @@ def plot_edit_in_steps(w_ref: Any, w_new: Any, step: Any, *, ax: Axes | None = N
     default = f"{int(moved.sum())} weights moved ({100 * moved.mean():.1f}%); {crossed} crossed a bin edge ({100 * share:.1f}% of them)"
     if outside:
         default += f"\n({outside} started beyond ±{limit:g}Δ, not drawn)"
-    ax.set_title(_check_title(title) + "\n" + default if title is not None else default, fontsize=10)
+    ax.set_title(check_title(title) + "\n" + default if title is not None else default, fontsize=10)
     ax.legend(fontsize=8)
     return ax.figure
 
