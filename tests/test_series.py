@@ -45,7 +45,7 @@ def test_run_series_writes_every_notebook_and_reports_the_failing_one(tmp_path):
     times = run_series(tmp_path / "out", folder=src, timeout=120)
     assert [(name, status.split(":")[0]) for name, _, status in times] == [
         ("01_ok.ipynb", "ok"), ("02_fails.ipynb", "FAILED"), ("03_after.ipynb", "ok")]
-    assert "the claim does not hold" in times[1][2]
+    assert "the claim does not hold" in times[1][2] and "\x1b" not in times[1][2]
     failed = nbformat.read(tmp_path / "out" / "02_fails.ipynb", as_version=4)
     assert failed.cells[1].outputs[0]["ename"] == "ValueError" and not failed.cells[2].outputs
     assert not list((tmp_path / "out").glob("*.tmp"))

@@ -10,6 +10,7 @@ unless ``UQ_*`` variables say otherwise) and writes the executed copies to ``--o
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -87,7 +88,8 @@ def run_series(out: Path, only: list[str] | None = None, timeout: int = 1800, fo
         try:
             NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
         except CellExecutionError as err:
-            status = "FAILED: " + (str(err).strip().splitlines() or ["?"])[-1][:300]
+            last = (str(err).strip().splitlines() or ["?"])[-1]
+            status = "FAILED: " + re.sub(r"\x1b\[[0-9;]*m", "", last)[:300]  # without terminal colours
         dt = time.perf_counter() - t0
         target = out / ipynb.name
         tmp = target.with_suffix(".ipynb.tmp")
