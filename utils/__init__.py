@@ -4,6 +4,7 @@ Every notebook imports from here; nothing is copied between notebooks. Modules b
 
 - ``utils.config``        the parameters cell: ``UQ_*`` environment variables, validated
 - ``utils.repro``         seeding and device choice
+- ``utils.toy``           notebook 01's toy: a small MLP that memorises points and forgets one
 - ``utils.quantization``  RTN, bitsandbytes FP4/NF4/LLM.int8, code-identity diagnostics
 - ``utils.gptq``, ``utils.awq``  GPTQ and AWQ teaching versions (registered as ``gptq4``, ``awq4``)
 - ``utils.mechanism``     why the recovery happens: fp32 controls, level tables, delta statistics
