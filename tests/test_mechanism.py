@@ -303,6 +303,14 @@ def test_match_fp32_lr_walks_down_and_can_skip_refinement():
     assert match.lr == 5e-7 and fake.recipes[0].steps == 10
 
 
+def test_match_fp32_lr_runs_the_precision_asked_for():
+    fake = FakeUnlearn()
+    match_fp32_lr(None, "GA_GDR", 0.45, (1e-6, 2e-6, 4e-6), start=1e-6, refine=0, precision="mixed", unlearn_fn=fake)
+    assert {r.precision for r in fake.recipes} == {"mixed"}
+    with pytest.raises(ValueError, match="precision='bf16'"):
+        match_fp32_lr(None, "GA_GDR", 0.45, precision="bf16", unlearn_fn=fake)
+
+
 def test_match_fp32_lr_stops_at_the_end_of_the_list():
     fake = FakeUnlearn(scale=1.0)  # never forgets
     match = match_fp32_lr(None, "GA", 0.1, (1e-6, 2e-6), start=1e-6, unlearn_fn=fake)

@@ -249,6 +249,28 @@ def test_bf16_mode_stores_and_updates_bf16_weights_and_fp32_mode_fp32():
     assert {p.dtype for p in result32.model.parameters()} == {torch.float32}
 
 
+def test_mixed_mode_stores_fp32_weights_but_multiplies_in_bf16():
+    assert U.precision_dtype("mixed") == torch.float32
+    with U.compute_context("mixed", torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with U.compute_context("fp32", torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
+    with U.compute_context("bf16", torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
+    target = tiny_model(0)
+    mixed = run(precision="mixed", model=target, lr=1e-6, steps=3)
+    assert {p.dtype for p in mixed.model.parameters()} == {torch.float32} and mixed.settings["precision"] == "mixed"
+    again = run(precision="mixed", model=target, lr=1e-6, steps=3)
+    fp32 = run(precision="fp32", model=target, lr=1e-6, steps=3)
+    w0 = target.model.layers[0].mlp.down_proj.weight
+    w_mixed, w_fp32 = (r.model.model.layers[0].mlp.down_proj.weight for r in (mixed, fp32))
+    assert torch.equal(w_mixed, again.model.model.layers[0].mlp.down_proj.weight)  # deterministic
+    assert not torch.equal(w_mixed, w_fp32)  # other arithmetic (bf16 matmuls) ...
+    assert (w_mixed != w0).float().mean().item() > 0.9  # ... but fp32 storage: every small update registers
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        U.compute_context("fp16", torch.device("cpu"))
+
+
 def test_bf16_rounding_swallows_updates_that_fp32_keeps():
     """At a tiny LR, bf16 storage loses the update of most large weights (the effect of shared notes §4)."""
     target = tiny_model(0)

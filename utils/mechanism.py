@@ -356,6 +356,7 @@ def match_fp32_lr(
     cache_dir: Any = None,
     progress: bool = True,
     device: Any = None,
+    precision: str = "fp32",
     unlearn_fn: Callable[..., Any] | None = None,
 ) -> LRMatch:
     """Find the fp32 learning rate whose full-precision forget accuracy (last history row) is closest to
@@ -369,7 +370,8 @@ def match_fp32_lr(
 
     Every run goes through ``unlearn_fn`` (default ``utils.unlearning.unlearn_cached_result``: trained once,
     then loaded from the cache) with ``recipe`` (default ``UnlearnRecipe()``) changed to
-    ``precision="fp32", lr=...``. ``table`` has one row per tried learning rate, in the order tried:
+    ``precision=precision, lr=...``: ``"fp32"`` (fp32 storage and arithmetic) or ``"mixed"`` (fp32 storage,
+    bf16 matmuls: only the storage differs from the bf16 run). ``table`` has one row per tried learning rate, in the order tried:
     ``lr``, ``forget_acc``, ``retain_acc``, ``gap`` (``|forget_acc − goal|``), ``chosen``.
     """
     from .unlearning import UnlearnRecipe, check_method, unlearn_cached_result
@@ -379,6 +381,7 @@ def match_fp32_lr(
     check_range("seed", seed, 0, integer=True)
     check_range("start", start, 0.0, low_inclusive=False)
     check_range("refine", refine, 0, 5, integer=True)
+    check_choice("precision", precision, ("fp32", "mixed"))
     if not isinstance(candidates, Sequence) or isinstance(candidates, str) or not candidates:
         raise UQError(f"candidates={candidates!r} is not accepted; accepted values: a non-empty sequence of positive learning rates")
     for lr in candidates:
@@ -389,7 +392,7 @@ def match_fp32_lr(
     rows: list[dict[str, float]] = []
 
     def run(lr: float) -> float:
-        result = unlearn_fn(world, method, replace(base, precision="fp32", lr=lr), seed=seed, cache_dir=cache_dir, progress=progress, device=device)
+        result = unlearn_fn(world, method, replace(base, precision=precision, lr=lr), seed=seed, cache_dir=cache_dir, progress=progress, device=device)
         results[lr] = result
         rows.append({"lr": lr, "forget_acc": final_metric(result, "forget_acc"), "retain_acc": final_metric(result, "retain_acc")})
         return rows[-1]["forget_acc"]

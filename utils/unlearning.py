@@ -19,6 +19,7 @@ released code (NPO and "KL" on raw logits); they exist to be shown, never to tra
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -40,7 +41,10 @@ IGNORE_INDEX = -100
 METHODS: tuple[str, ...] = ("GA", "GA_GDR", "GA_KLR", "NPO", "NPO_GDR", "NPO_KLR")
 FORGET_LOSSES: tuple[str, ...] = ("GA", "NPO")
 RETAIN_LOSSES: tuple[str, ...] = ("GDR", "KLR")
-PRECISIONS: tuple[str, ...] = ("bf16", "fp32")
+#: "bf16": weights stored and updated in bf16 (the paper's set-up); "fp32": weights and arithmetic in fp32;
+#: "mixed": weights stored and updated in fp32, forward/backward matmuls in bf16 (autocast) — the same
+#: arithmetic as "bf16", only the storage differs (and, on CPUs with bf16 units, about as fast)
+PRECISIONS: tuple[str, ...] = ("bf16", "fp32", "mixed")
 FORGET_ON: tuple[str, ...] = ("qa", "text")
 #: α per utility constraint (shared notes §3: KLR with α = 1 lets retain collapse on the tiny model)
 DEFAULT_ALPHA: dict[str | None, float] = {None: 0.0, "GDR": 1.0, "KLR": 5.0}
@@ -446,8 +450,16 @@ def trainable_names(model: torch.nn.Module, trainable: Any = None) -> list[str]:
 
 
 def precision_dtype(precision: str) -> torch.dtype:
-    """'bf16' → torch.bfloat16 (weights stored *and updated* in bf16), 'fp32' → torch.float32."""
-    return {"bf16": torch.bfloat16, "fp32": torch.float32}[check_choice("precision", precision, PRECISIONS)]
+    """The dtype the weights are *stored* in: 'bf16' → torch.bfloat16; 'fp32' and 'mixed' → torch.float32."""
+    return {"bf16": torch.bfloat16, "fp32": torch.float32, "mixed": torch.float32}[check_choice("precision", precision, PRECISIONS)]
+
+
+def compute_context(precision: str, device: torch.device):
+    """The context the forward/backward passes run in: bf16 autocast for 'mixed', nothing otherwise."""
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _make_accelerator(device: str | torch.device | None):
@@ -529,7 +541,9 @@ def unlearn(
       each step draws ``batch_size`` forget and ``batch_size`` retain examples (seeded, without
       replacement within a pass).
     - ``precision="bf16"``: the weights are *stored and updated* in bfloat16 (``model.to(bfloat16)``,
-      AdamW on the bf16 parameters, as the paper's Trainer set-up); ``"fp32"``: in float32.
+      AdamW on the bf16 parameters, as the paper's Trainer set-up); ``"fp32"``: in float32;
+      ``"mixed"``: stored and updated in float32, matmuls in bf16 (autocast): the bf16 run's arithmetic
+      with fp32 storage, the clean control for "is bf16 *storage* the cause?".
     - ``trainable``: ``None`` (all), a predicate on parameter names or a collection of names; the others
       get ``requires_grad=False``, stay out of the optimizer and come back bit-identical.
     - ``eval_fn(model) -> dict`` runs (no grad, eval mode) before training, every ``eval_every`` steps and
@@ -567,13 +581,14 @@ def unlearn(
     ref_forget_ll = ref_retain_packed = None
     if reference is not None:
         reference.to(device_)
-        if forget_loss_name(method) == "NPO":
-            ref_forget_ll = reference_log_likelihoods(reference, forget_data)
-        if retain_name == "KLR":
-            vocab = int(_logits(reference, _to(select_rows(retain_data, torch.arange(1)), device_)).shape[-1])
-            covered = int((retain_data["labels"][:, 1:] != IGNORE_INDEX).sum())
-            if covered * vocab <= KL_CACHE_MAX_FLOATS:
-                ref_retain_packed = reference_covered_log_probs(reference, retain_data)
+        with compute_context(precision, device_):
+            if forget_loss_name(method) == "NPO":
+                ref_forget_ll = reference_log_likelihoods(reference, forget_data)
+            if retain_name == "KLR":
+                vocab = int(_logits(reference, _to(select_rows(retain_data, torch.arange(1)), device_)).shape[-1])
+                covered = int((retain_data["labels"][:, 1:] != IGNORE_INDEX).sum())
+                if covered * vocab <= KL_CACHE_MAX_FLOATS:
+                    ref_retain_packed = reference_covered_log_probs(reference, retain_data)
         if retain_name != "KLR" or ref_retain_packed is not None:
             reference = None  # everything it contributes is cached: free it
 
@@ -606,25 +621,26 @@ def unlearn(
         extra: dict[str, Any] = {}
         if ref_forget_ll is not None:
             extra["ref_forget_log_likelihood"] = ref_forget_ll[f_index.to(ref_forget_ll.device)]
-        if retain_stream is None:
-            f_batch = _to(f_batch, device_)
-            f_logits = _logits(model, f_batch)
-        else:
-            # one forward pass over forget + retain (DDP allows one forward per backward)
-            r_index, r_batch = retain_stream.next()
-            both = _to(concat_batches(f_batch, r_batch), device_)
-            n_f = int(f_batch["input_ids"].shape[0])
-            logits = _logits(model, both)
-            f_batch = {k: v[:n_f] for k, v in both.items()}
-            r_batch = {k: v[n_f:] for k, v in both.items()}
-            f_logits = logits[:n_f]
-            extra["retain_logits"], extra["retain_labels"] = logits[n_f:], r_batch["labels"]
-            if ref_retain_packed is not None:
-                extra["ref_retain_log_probs"] = gather_packed(*ref_retain_packed, r_index)
-            elif reference is not None:
-                with torch.no_grad():
-                    extra["ref_retain_logits"] = _logits(reference, r_batch)
-        terms = unlearning_loss(method, f_logits, f_batch["labels"], alpha=alpha, beta=beta, **extra)
+        with compute_context(precision, device_):
+            if retain_stream is None:
+                f_batch = _to(f_batch, device_)
+                f_logits = _logits(model, f_batch)
+            else:
+                # one forward pass over forget + retain (DDP allows one forward per backward)
+                r_index, r_batch = retain_stream.next()
+                both = _to(concat_batches(f_batch, r_batch), device_)
+                n_f = int(f_batch["input_ids"].shape[0])
+                logits = _logits(model, both)
+                f_batch = {k: v[:n_f] for k, v in both.items()}
+                r_batch = {k: v[n_f:] for k, v in both.items()}
+                f_logits = logits[:n_f]
+                extra["retain_logits"], extra["retain_labels"] = logits[n_f:], r_batch["labels"]
+                if ref_retain_packed is not None:
+                    extra["ref_retain_log_probs"] = gather_packed(*ref_retain_packed, r_index)
+                elif reference is not None:
+                    with torch.no_grad():
+                        extra["ref_retain_logits"] = _logits(reference, r_batch)
+            terms = unlearning_loss(method, f_logits, f_batch["labels"], alpha=alpha, beta=beta, **extra)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(terms["loss"])
         if clip is not None:
@@ -878,7 +894,7 @@ __all__ = [
     "kl_to_reference", "gdr_loss", "klr_loss", "unlearning_loss", "reference_code_npo_loss", "reference_code_kl",
     "encode", "trim_padding", "select_rows", "concat_batches", "BatchStream", "reference_log_likelihoods", "reference_covered_log_probs",
     "gather_packed", "answer_eval_fn", "spaced_subset", "npo_from_log_likelihoods", "covered_log_probs", "kl_from_log_probs",
-    "UnlearnResult", "trainable_names", "precision_dtype", "unlearn",
+    "UnlearnResult", "trainable_names", "precision_dtype", "compute_context", "unlearn",
     "UnlearnRecipe", "forget_retain_examples", "model_fingerprint", "examples_fingerprint", "cache_key",
     "unlearned_dir", "unlearn_cached_result", "train_or_load", "unlearn_cached", "unlearn_all", "history_long", "results_table",
 ]
