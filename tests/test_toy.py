@@ -24,13 +24,8 @@ from utils.validation import UQError
 SMALL = dict(n_points=4, dim=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: the notebook's setting (same float sums), and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: one thread (tests/conftest.py): the notebook's setting (same float sums), and the machine is shared
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
