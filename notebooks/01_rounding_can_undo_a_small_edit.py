@@ -73,6 +73,7 @@ from utils.plots.rounding import (
     plot_weight_histogram,
     rounding_grid,
 )
+from utils.mechanism import flat_edit
 from utils.quantization import code_identity, rtn_dequantize, rtn_quantize
 from utils.repro import pick_device, seed_everything, torch_generator
 from utils.toy import (
@@ -83,11 +84,8 @@ from utils.toy import (
     forget_by_gradient_ascent,
     make_mlp,
     make_points,
-    moved_weights,
     p_true,
-    steps_of,
     train_memorizer,
-    zero_bin_halfwidths_of,
 )
 
 cfg = RunConfig(seed=SEED, model=MODEL, data=DATA, device=DEVICE)
@@ -239,16 +237,16 @@ evaluate({"target": target, "forgot in fp32": unlearned_fp32, "forgot in bf16": 
 # zero bin of a group of 64 weights:
 
 # %%
-ref_fp32, new_fp32 = moved_weights(target, unlearned_fp32)
-ref_bf16, new_bf16 = moved_weights(target_bf16, unlearned_bf16)
+# every Linear weight of both models, flattened, with the reference's 4-bit step Δ and zero-bin half-width Δ/2
+edit_fp32, edit_bf16 = flat_edit(target, unlearned_fp32, "rtn4"), flat_edit(target_bf16, unlearned_bf16, "rtn4")
+ref_fp32, new_fp32, step4_fp32 = edit_fp32["w_ref"], edit_fp32["w_new"], edit_fp32["step"]
+ref_bf16, new_bf16, step4_bf16, half_bin_4 = edit_bf16["w_ref"], edit_bf16["w_new"], edit_bf16["step"], edit_bf16["halfwidth"]
 moved_bf16 = ref_bf16 != new_bf16
-half_bin_4 = zero_bin_halfwidths_of(target_bf16, "rtn4")  # Δ/2 of each weight's group
 print(f"weights moved: fp32 {float((ref_fp32 != new_fp32).float().mean()):.1%}, bf16 {float(moved_bf16.float().mean()):.1%}")
 print(f"largest |w| among the weights bf16 moved: before {ref_bf16[moved_bf16].abs().max():.4f}, after {new_bf16[moved_bf16].abs().max():.4f}"
       f"   (2^8·lr = {2**8 * FORGET_LR:.4f}, 2^-7 = {2**-7:.4f})")  # fmt: skip
 print(f"4-bit zero-bin half-width Δ/2 over the groups: min {half_bin_4.min():.4f}, median {half_bin_4.median():.4f}")
 print(f"8-bit zero-bin half-width Δ/2 over the groups: median {(half_bin_4 * 7 / 127).median():.5f}")
-step4_fp32, step4_bf16 = steps_of(target, "rtn4"), steps_of(target_bf16, "rtn4")
 small_share = float((ref_bf16[moved_bf16].abs() < 2**-7).float().mean())
 below_2_5 = float((ref_bf16[moved_bf16].abs() < 2**-5).float().mean())
 inside_share = float((ref_bf16[moved_bf16].abs() < half_bin_4[moved_bf16]).float().mean())
@@ -266,7 +264,7 @@ print(f"of the weights bf16 moved: {small_share:.1%} had |w| < 2^-7, {below_2_5:
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained")
 plot_edit_in_steps(ref_fp32, new_fp32, step4_fp32, ax=axes[0], title="fp32 edit, 4-bit grid")
 plot_edit_in_steps(ref_bf16, new_bf16, step4_bf16, ax=axes[1], title="bf16 edit, 4-bit grid")
-plot_edit_in_steps(ref_bf16, new_bf16, steps_of(target_bf16, "rtn8"), ax=axes[2], title="bf16 edit, 8-bit grid", limit=12)
+plot_edit_in_steps(ref_bf16, new_bf16, flat_edit(target_bf16, unlearned_bf16, "rtn8")["step"], ax=axes[2], title="bf16 edit, 8-bit grid", limit=12)
 plt.show()
 
 # %% [markdown]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from utils import toy as T
+from utils.mechanism import flat_edit
 from utils.quantization import fake_quantize_model, quantizable_modules, quantization_step, zero_bin_halfwidth
 from utils.validation import UQError
 
@@ -201,22 +202,20 @@ def test_evaluate_other_forget_point_and_quantizers():
 # ---------------------------------------------------------------------------- why: the moved weights
 
 
-def test_moved_weights_steps_and_zero_bins_are_flattened_in_the_same_order():
+def test_flat_edit_lists_the_toy_weights_steps_and_zero_bins_in_the_same_order():
     a, b = small_net(0), small_net(1)
-    ra, rb = T.moved_weights(a, b)
+    edit = flat_edit(a, b, "rtn4")
+    ra, rb, steps, half = edit["w_ref"], edit["w_new"], edit["step"], edit["halfwidth"]
     n = 64 * 64 + 64 * 64 + 4 * 64
     assert ra.shape == rb.shape == (n,) and ra.dtype == rb.dtype == torch.float32
     assert torch.equal(ra[: 64 * 64], a[0].weight.detach().reshape(-1)) and torch.equal(rb[-4 * 64 :], b[4].weight.detach().reshape(-1))
-    same, _ = T.moved_weights(a, a)
-    assert torch.equal(same, ra)
-    steps = T.steps_of(a, "rtn4")
-    half = T.zero_bin_halfwidths_of(a, "rtn4")
+    assert torch.equal(flat_edit(a, a, "rtn4")["w_new"], ra)
     w = [m.weight.detach().float() for _, m in quantizable_modules(a)]
     assert steps.shape == half.shape == (n,)
     assert torch.equal(steps, torch.cat([quantization_step(t, "rtn4").reshape(-1) for t in w]))
     assert torch.equal(half, torch.cat([zero_bin_halfwidth(t, "rtn4").reshape(-1) for t in w]))
     assert torch.allclose(half, steps / 2)  # RTN: the zero bin is (-Δ/2, Δ/2)
-    assert torch.allclose(T.steps_of(a, "rtn8"), steps * 7 / 127)  # same absmax, 127 vs 7 levels
+    assert torch.allclose(flat_edit(a, b, "rtn8")["step"], steps * 7 / 127)  # same absmax, 127 vs 7 levels
 
 
 def test_crossed_bin_edge():
@@ -230,18 +229,19 @@ def test_crossed_bin_edge():
 def test_bf16_forgetting_moves_few_weights_all_inside_the_4bit_zero_bin(toy):
     """The notebook's point: bf16 moves few, small weights, and they stay within half a 4-bit step of 0."""
     target_bf16 = copy.deepcopy(toy.target).to(torch.bfloat16)  # where the bf16 run started
-    ref, new = T.moved_weights(target_bf16, toy.bf16)
+    edit, edit32 = flat_edit(target_bf16, toy.bf16, "rtn4"), flat_edit(toy.target, toy.fp32, "rtn4")
+    ref, new, half4, step4 = edit["w_ref"], edit["w_new"], edit["halfwidth"], edit["step"]
     moved = ref != new
     assert 0 < moved.float().mean() < 0.05  # the notebook: 1.4% (fp32 moves 17%)
-    ref32, new32 = T.moved_weights(toy.target, toy.fp32)
+    ref32, new32 = edit32["w_ref"], edit32["w_new"]
     assert (ref32 != new32).float().mean() > 5 * moved.float().mean()
-    half4, step4 = T.zero_bin_halfwidths_of(target_bf16, "rtn4"), T.steps_of(target_bf16, "rtn4")
     assert (ref[moved].abs() < half4[moved]).float().mean() >= 0.98  # started inside the 4-bit zero bin ...
     assert (new[moved].abs() < half4[moved]).float().mean() >= 0.98  # ... and are still there
     assert T.crossed_bin_edge(ref, new, step4)[moved].float().mean() < 0.005
-    crossed_fp32 = T.crossed_bin_edge(ref32, new32, T.steps_of(toy.target, "rtn4"))[ref32 != new32].float().mean()
+    crossed_fp32 = T.crossed_bin_edge(ref32, new32, edit32["step"])[ref32 != new32].float().mean()
     assert crossed_fp32 >= 0.005  # the fp32 edit crosses 4-bit edges, which carries it through rounding
-    assert T.crossed_bin_edge(ref, new, T.steps_of(target_bf16, "rtn8"))[moved].float().mean() > 0.5  # 8-bit keeps it
+    step8 = flat_edit(target_bf16, toy.bf16, "rtn8")["step"]
+    assert T.crossed_bin_edge(ref, new, step8)[moved].float().mean() > 0.5  # 8-bit keeps it
 
 
 # ------------------------------------------------------------------------------------- bad arguments
@@ -279,11 +279,6 @@ BAD_CASES = [
     ("quantizer name", lambda c: T.evaluate({"a": c.net}, c.x, c.y, quantizers=("rtn5",)), r"quantizers='rtn5'.*'rtn4'.*'nf4'"),
     ("quantizers str", lambda c: T.evaluate({"a": c.net}, c.x, c.y, quantizers="rtn4"), r"quantizers='rtn4'"),
     ("evaluate forget", lambda c: T.evaluate({"a": c.net}, c.x, c.y, forget=-1), r"forget=-1"),
-    ("moved shapes", lambda c: T.moved_weights(c.net, c.net[:1]), r"ref and new"),
-    ("moved module", lambda c: T.moved_weights(c.net, nn.ReLU()), r"new=ReLU"),
-    ("steps model", lambda c: T.steps_of(nn.ReLU(), "rtn4"), r"model=ReLU"),
-    ("steps quantizer", lambda c: T.steps_of(c.net, "rtn5"), r"quantizer='rtn5'"),
-    ("zero-bin quantizer", lambda c: T.zero_bin_halfwidths_of(c.net, "rtn5"), r"quantizer='rtn5'"),
     ("crossed shapes", lambda c: T.crossed_bin_edge(torch.zeros(3), torch.zeros(3), torch.ones(2)), r"ref, new and step"),
     ("crossed type", lambda c: T.crossed_bin_edge([0.0], torch.zeros(1), torch.ones(1)), r"ref=list"),
 ]

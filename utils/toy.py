@@ -15,9 +15,8 @@ Failure of LLM Unlearning via Quantization* (Zhang et al., ICLR 2025):
 4. :func:`evaluate` quantizes each model (``"none"``, or a name of :data:`utils.quantization.QUANTIZERS`)
    and reports the forget point's probability: the fp32 edit survives 4-bit rounding, the bf16 edit is
    erased by it (and kept by 8-bit rounding).
-5. :func:`moved_weights`, :func:`steps_of`, :func:`zero_bin_halfwidths_of` and :func:`crossed_bin_edge`
-   measure why: which weights an edit moved, in units of their quantization step, and whether they crossed a
-   bin edge.
+5. Why: :func:`utils.mechanism.flat_edit` lists which weights an edit moved, with each weight's
+   quantization step and zero-bin half-width; :func:`crossed_bin_edge` says whether they crossed a bin edge.
 
 Everything runs on the CPU in a few seconds. The defaults below are the notebook's; every function takes
 them as keyword arguments so that an exercise can turn a knob (e.g. ``lr=5e-5``) without editing this file.
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import quantization as _quantization
-from .quantization import fake_quantize_model, quantizable_modules, quantization_step, zero_bin_halfwidth
+from .quantization import fake_quantize_model
 from .repro import torch_generator
 from .validation import UQError, check_choice, check_range
 
@@ -60,11 +59,8 @@ __all__ = [
     "forget_by_gradient_ascent",
     "make_mlp",
     "make_points",
-    "moved_weights",
     "p_true",
-    "steps_of",
     "train_memorizer",
-    "zero_bin_halfwidths_of",
 ]
 
 #: points to memorize (each its own class), input dimension, hidden width
@@ -246,53 +242,11 @@ def evaluate(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor, 
 # --------------------------------------------------------------------------------------------------
 # what an edit did to the weights
 # --------------------------------------------------------------------------------------------------
-def _weights(model: nn.Module, name: str) -> list[torch.Tensor]:
-    _check_module(model, name)
-    weights = [m.weight for _, m in quantizable_modules(model)]
-    if not weights:
-        raise UQError(f"{name}={type(model).__name__} is not accepted; accepted values: a model with at least one nn.Linear layer")
-    return weights
-
-
-def moved_weights(ref: nn.Module, new: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """All quantizable weights of two models of the same architecture, each flattened to 1-D fp32, in the same order.
-
-    ``(a, b)``: ``a[i]`` and ``b[i]`` are the same weight before and after an edit, so ``a != b`` marks the
-    weights the edit moved. The order is :func:`utils.quantization.quantizable_modules`' (every ``nn.Linear``).
-    """
-    wa, wb = _weights(ref, "ref"), _weights(new, "new")
-    if [w.shape for w in wa] != [w.shape for w in wb]:
-        raise UQError("ref and new do not have the same quantizable weights; accepted values: two models of the same architecture")
-    a = torch.cat([w.detach().float().reshape(-1) for w in wa])
-    b = torch.cat([w.detach().float().reshape(-1) for w in wb])
-    return a, b
-
-
-def steps_of(model: nn.Module, quantizer: str) -> torch.Tensor:
-    """Every quantizable weight's quantization step Δ under ``quantizer`` (e.g. ``"rtn4"``), flattened like :func:`moved_weights`.
-
-    Δ is the step of the weight's group (see :func:`utils.quantization.quantization_step`), computed from the
-    fp32 value of the weights; divide a weight (or an edit) by it to read it in units of steps.
-    """
-    weights = _weights(model, "model")
-    return torch.cat([quantization_step(w.detach().float(), quantizer).reshape(-1) for w in weights])
-
-
-def zero_bin_halfwidths_of(model: nn.Module, quantizer: str) -> torch.Tensor:
-    """Every quantizable weight's zero-bin half-width under ``quantizer``, flattened like :func:`moved_weights`.
-
-    ``|w| < zero_bin_halfwidths_of(model, q)`` marks the weights that ``q`` rounds to 0 (for RTN: Δ/2 of
-    the weight's group; see :func:`utils.quantization.zero_bin_halfwidth`).
-    """
-    weights = _weights(model, "model")
-    return torch.cat([zero_bin_halfwidth(w.detach().float(), quantizer).reshape(-1) for w in weights])
-
-
 def crossed_bin_edge(ref: torch.Tensor, new: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Which weights changed bin on a uniform grid of step ``step``: ``round(new/step) != round(ref/step)``.
 
-    ``ref``, ``new`` and ``step`` are tensors of the same shape (e.g. from :func:`moved_weights` and
-    :func:`steps_of`); returns a boolean tensor of that shape.
+    ``ref``, ``new`` and ``step`` are tensors of the same shape (e.g. ``w_ref``, ``w_new`` and ``step`` of
+    :func:`utils.mechanism.flat_edit`); returns a boolean tensor of that shape.
     """
     for name, value in (("ref", ref), ("new", new), ("step", step)):
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
