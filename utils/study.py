@@ -117,14 +117,15 @@ def finetuned_world(
 ) -> StudyWorld:
     """Fine-tune a pretrained model (preset, hub id or local folder) on MUSE-mini into a target and an oracle.
 
-    The target is trained on forget + retain, the oracle on retain only, both from ``base``, and both are
+    The target is trained on the forget and retain text (and the QA training texts), the oracle on all
+    but the forget text, both from ``base``, and both are
     cached (keyed by base, data, recipe and seed) with an atomic save.
     """
     import hashlib
 
     from filelock import FileLock
 
-    from .data import qa_examples, training_examples
+    from .data import ORACLE_SPLITS, TARGET_SPLITS, qa_examples, training_texts
     from .models import PRESETS, atomic_save_dir, load_model, load_tokenizer, resolve_model_source, train_tiny_model, verify_saved_dir
     from .repro import seed_everything
 
@@ -139,13 +140,13 @@ def finetuned_world(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with FileLock(str(root) + ".lock", timeout=24 * 3600):
-        for role, splits in (("target", ("forget", "retain")), ("oracle", ("retain",))):
+        for role, splits in (("target", TARGET_SPLITS), ("oracle", ORACLE_SPLITS)):
             if verify_saved_dir(root / role):
                 continue
             seed_everything(seed)
             model = load_model(source, dtype=torch.float32, device=device).train()
             evals = {"forget": qa_examples(data, "forget")[:64], "retain": qa_examples(data, "retain")[:64]}
-            history = train_tiny_model(model, tokenizer, training_examples(data, splits), recipe, seed=seed,
+            history = train_tiny_model(model, tokenizer, training_texts(data, [s for s in splits if s in data.raw]), recipe, seed=seed,
                                        eval_sets=evals, progress=progress, desc=f"fine-tuning {role}")
             atomic_save_dir(model, tokenizer, root / role, extra={"history.json": history}, meta={"role": role, "base": source})
             del model
