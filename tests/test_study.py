@@ -1,6 +1,7 @@
 """The study runner's pieces: the evaluation grid (and its resume), the paper's tables, preset checks."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from utils import study as S
 from utils.plots.study import plot_recovery_bars
 from utils.study import (
     FULL,
@@ -19,6 +21,7 @@ from utils.study import (
     main,
     recovery_table,
 )
+from utils.validation import UQError
 
 
 def _tiny_model(seed=0):
@@ -122,7 +125,54 @@ def test_settings_validate(kwargs, name):
         StudySettings(**kwargs)
 
 
-def test_main_reports_bad_input_without_a_traceback(capsys):
-    assert main(["--model", "muse-news-7b", "--data", "news", "--device", "cpu", "--out", "/nonexistent/x"]) == 2
+def test_main_reports_bad_input_without_a_traceback(capsys, tmp_path):
+    out = tmp_path / "x"
+    assert main(["--model", "muse-news-7b", "--data", "news", "--device", "cpu", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: UQ_MODEL='muse-news-7b' needs a GPU") and "Traceback" not in err
+    assert not out.exists()
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the run started working on an input it should have refused")
+
+
+@pytest.mark.parametrize("where", ["/proc/uq-study", "/sys/uq-study", "FILE", "FILE/sub/folder"])
+@pytest.mark.parametrize("parameter", ["--out", "--cache-dir", "UQ_CACHE"])
+def test_an_unusable_path_is_one_error_before_any_work(parameter, where, tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    path = where.replace("FILE", str(a_file))
+    out = tmp_path / "out"
+    monkeypatch.delenv("UQ_CACHE", raising=False)
+    monkeypatch.setattr(S, "build_world", _no_work)
+    argv = ["--out", path if parameter == "--out" else str(out), "--no-progress"]
+    if parameter == "--cache-dir":
+        argv += ["--cache-dir", path]
+    if parameter == "UQ_CACHE":
+        monkeypatch.setenv("UQ_CACHE", path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {parameter}={path!r} is not accepted: ") and err.count("\n") == 1, err
+    assert "accepted values: a folder" in err and ("/proc" in err or "/sys" in err or "a file, not a folder" in err)
+    assert not out.exists() and a_file.read_text() == "not a folder"
+    assert not list(tmp_path.rglob("settings.json"))
+
+
+@pytest.mark.parametrize("field", ["out", "cache_dir"])
+def test_settings_refuse_an_unusable_folder(field, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for path in ("/proc/uq", a_file, a_file / "sub"):
+        with pytest.raises(UQError, match=rf"^{field}={re.escape(repr(str(path)))} is not accepted: "):
+            StudySettings(**{field: path})
+    assert a_file.is_file() and not (a_file.parent / "sub").exists()
+
+
+def test_command_line_seed_errors_name_the_flag(capsys, monkeypatch):
+    monkeypatch.setattr(S, "build_world", _no_work)
+    assert main(["--seed", "1.5", "--out", "/nonexistent-uq-out"]) == 2
+    assert capsys.readouterr().err == "error: --seed='1.5' is not accepted; accepted values: a non-negative integer such as 0, 1, 2\n"
+    monkeypatch.setenv("UQ_SEED", "abc")
+    assert main(["--out", "/nonexistent-uq-out"]) == 2
+    assert capsys.readouterr().err.startswith("error: UQ_SEED='abc' is not accepted")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .validation import UQError, check_choice
+from .validation import UQError, check_choice, check_writable_dir
 
 if TYPE_CHECKING:  # torch is imported only when a notebook sets up a run, not with this module
     import torch
@@ -90,7 +90,7 @@ class RunConfig:
         object.__setattr__(self, "model", check_model_name(self.model))
         object.__setattr__(self, "data", check_choice("UQ_DATA", self.data, DATA_CHOICES))
         object.__setattr__(self, "device", check_device(self.device))
-        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
+        object.__setattr__(self, "cache_dir", check_writable_dir("UQ_CACHE", self.cache_dir))
 
     @property
     def offline_default(self) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .validation import UQError, check_choice, check_range
+from .validation import UQError, check_choice, check_range, check_writable_dir
 
 #: the paper's headline: share of forgotten knowledge kept, utility-constrained methods, averaged
 PAPER_KEPT = {"full precision": 0.21, "4-bit": 0.83}
@@ -321,8 +321,6 @@ class StudySettings:
                 raise UQError(f"{name}={value!r} is not accepted; accepted values: a non-empty tuple of names such as "
                               + ("('GA', 'NPO_GDR')" if name == "methods" else "('rtn4', 'fp4')"))
             setattr(self, name, tuple(value))
-        if not isinstance(self.out, (str, os.PathLike)):
-            raise UQError(f"out={self.out!r} is not accepted; accepted values: a folder path")
         for m in self.methods:
             check_method(m)
         for q in self.quantizers:
@@ -332,7 +330,14 @@ class StudySettings:
         if self.lr is not None:
             check_range("lr", self.lr, 0, low_inclusive=False)
         check_range("finetune_steps", self.finetune_steps, 1, integer=True)
-        self.out = Path(self.out)
+        # where the run writes: checked now, before any work (nothing is created here)
+        self.out = check_writable_dir("out", self.out)
+        if self.cache_dir is not None:
+            self.cache_dir = check_writable_dir("cache_dir", self.cache_dir)
+        else:
+            from .config import default_cache_dir
+
+            check_writable_dir("UQ_CACHE", default_cache_dir())
 
 
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -405,7 +410,7 @@ def parse_args(argv: Sequence[str] | None = None) -> StudySettings:
     p = argparse.ArgumentParser(prog="python -m utils.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=env.get("UQ_MODEL", "tiny"), help="'tiny', a preset, a local folder or a hub id (default $UQ_MODEL or tiny)")
     p.add_argument("--data", default=env.get("UQ_DATA", "mini"), help="'mini', 'news' or 'books' (default $UQ_DATA or mini)")
-    p.add_argument("--seed", default=env.get("UQ_SEED", "0"))
+    p.add_argument("--seed", default=None, help="a non-negative integer (default $UQ_SEED or 0)")
     p.add_argument("--device", default=env.get("UQ_DEVICE", "auto"))
     p.add_argument("--out", type=Path, default=Path("build/study"))
     p.add_argument("--methods", default=",".join(StudySettings.methods), help="comma-separated unlearning methods")
@@ -416,7 +421,14 @@ def parse_args(argv: Sequence[str] | None = None) -> StudySettings:
     p.add_argument("--cache-dir", type=Path, default=None)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    return StudySettings(model=a.model, data=a.data, seed=a.seed, device=a.device, out=a.out,
+    from .config import check_seed
+
+    # the command line's own names in the messages; StudySettings checks every value again
+    seed = check_seed(a.seed, "--seed") if a.seed is not None else check_seed(env.get("UQ_SEED", "0"), "UQ_SEED")
+    check_writable_dir("--out", a.out)
+    if a.cache_dir is not None:
+        check_writable_dir("--cache-dir", a.cache_dir)
+    return StudySettings(model=a.model, data=a.data, seed=seed, device=a.device, out=a.out,
                          methods=tuple(m for m in a.methods.split(",") if m), quantizers=tuple(q for q in a.quantizers.split(",") if q),
                          steps=a.steps, lr=a.lr, finetune_steps=a.finetune_steps, cache_dir=a.cache_dir, progress=not a.no_progress)
 
