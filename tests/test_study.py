@@ -60,11 +60,39 @@ def test_evaluate_grid_rows_and_resume(tmp_path):
     # every cell was written through a temporary name; none is left behind
     assert len(list(tmp_path.glob("eval__*.json"))) == 6 and not list(tmp_path.glob("*.tmp"))
     # resume: an interrupted run (one stage lost) recomputes only that stage
-    (tmp_path / "eval__GA__rtn4.json").unlink()
+    (lost,) = tmp_path.glob("eval__GA__rtn4__*.json")
+    lost.unlink()
     df2 = evaluate_grid(_world(), models, ("rtn8", "rtn4"), stage_dir=tmp_path, evaluate=ev, progress=False)
     assert ev.calls == 7
     pd.testing.assert_frame_equal(df.sort_values(["model", "precision"]).reset_index(drop=True),
                                   df2.sort_values(["model", "precision"]).reset_index(drop=True))
+
+
+def test_evaluate_grid_never_reads_a_cell_made_with_other_settings(tmp_path):
+    models = {"target": _tiny_model(0)}
+    ev = CountingEvaluate()
+    first = evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
+    assert ev.calls == 2
+    # other weights under the same name (no stage_keys: the key hashes the weights)
+    evaluate_grid(_world(), {"target": _tiny_model(1)}, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
+    assert ev.calls == 4
+    # the same model under other evaluation options, or another identity given by the caller
+    evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False, oracle_auc=0.5)
+    evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False, stage_keys={"target": "run-b"})
+    assert ev.calls == 8
+    # a quantizer of the same name with another definition recomputes only its cells
+    from utils import quantization as Q
+
+    try:
+        Q.register_quantizer(Q.rtn_spec(4, group_size=32, name="rtn4"))
+        again = evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
+    finally:
+        Q.register_quantizer(Q.rtn_spec(4))
+    assert ev.calls == 9
+    assert again.iloc[0].equals(first.iloc[0]) and not again.iloc[1].equals(first.iloc[1])
+    # and the original settings still resume from their own cells
+    evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
+    assert ev.calls == 9
 
 
 def test_evaluate_grid_leaves_models_untouched():
@@ -176,3 +204,144 @@ def test_command_line_seed_errors_name_the_flag(capsys, monkeypatch):
     monkeypatch.setenv("UQ_SEED", "abc")
     assert main(["--out", "/nonexistent-uq-out"]) == 2
     assert capsys.readouterr().err.startswith("error: UQ_SEED='abc' is not accepted")
+
+
+# --------------------------------------------------------------------------------------------------
+# run_study on a tiny random world: build_world and evaluate_model replaced, the real unlearning (a few
+# steps of a 2-layer, 64-wide Llama) and the real stages, settings and results files
+# --------------------------------------------------------------------------------------------------
+def _small_corpus():
+    from utils.data import MuseData, load_muse_mini
+
+    mini = load_muse_mini()
+    return MuseData(name="mini", raw={k: v[:3] for k, v in mini.raw.items()}, verbmem=mini.verbmem[:2],
+                    knowmem={k: v[:4] for k, v in mini.knowmem.items()}, privleak={k: v[:3] for k, v in mini.privleak.items()},
+                    icl=mini.icl, meta=mini.meta)
+
+
+class StudyBench:
+    """Counts the evaluations run_study makes; its worlds depend on the seed as real ones do."""
+
+    def __init__(self):
+        from conftest import tiny_model
+
+        from utils.models import build_word_tokenizer, corpus_texts
+
+        self.tiny_model = tiny_model
+        self.data = _small_corpus()
+        self.tokenizer = build_word_tokenizer(corpus_texts(self.data))
+        self.evaluated: list[tuple] = []
+        self.worlds = 0
+
+    def build_world(self, model, data_name, *, seed, cache_dir, device, progress=True, finetune_steps=300):
+        self.worlds += 1
+        vocab = len(self.tokenizer)
+        return S.StudyWorld(self.tiny_model(seed, vocab=vocab, hidden=64), self.tiny_model(1000 + seed, vocab=vocab, hidden=64),
+                            self.tokenizer, self.data, name=model)
+
+    def evaluate_model(self, model, tokenizer, data, *, include=("knowmem",), **kwargs):
+        w = model.model.layers[0].mlp.down_proj.weight.detach().float()
+        self.evaluated.append(tuple(include))
+        return {"knowmem_forget_acc": float(w.abs().mean()), "knowmem_retain_acc": float(w.pow(2).mean()),
+                "privleak_auc": 0.5, "privleak": float(kwargs.get("oracle_auc") or 0.0)}
+
+
+@pytest.fixture
+def bench(monkeypatch, tmp_path):
+    import utils.metrics
+
+    b = StudyBench()
+    monkeypatch.setattr(S, "build_world", b.build_world)
+    monkeypatch.setattr(utils.metrics, "evaluate_model", b.evaluate_model)
+    b.cache = tmp_path / "cache"
+    return b
+
+
+def _settings(bench, out, **changes):
+    fields = dict(model="tiny", data="mini", seed=0, device="cpu", out=out, methods=("NPO_GDR",), quantizers=("rtn4",),
+                  steps=1, lr=1e-2, cache_dir=bench.cache, progress=False)
+    fields.update(changes)
+    return StudySettings(**fields)
+
+
+def _rows(results, model):
+    return results[results["model"] == model].sort_values("precision").reset_index(drop=True)
+
+
+def test_a_second_run_with_other_settings_recomputes_and_never_reuses_a_stage(bench, tmp_path):
+    out = tmp_path / "out"
+    first = S.run_study(_settings(bench, out), log=lambda _: None)
+    assert len(bench.evaluated) == 5  # the oracle's PrivLeak, then target and NPO_GDR x (full, rtn4)
+    # the same folder, other unlearning steps: NPO_GDR is unlearned and evaluated again, the target is not
+    bench.evaluated.clear()
+    second = S.run_study(_settings(bench, out, steps=3), log=lambda _: None)
+    assert len(bench.evaluated) == 2
+    assert not _rows(second, "NPO_GDR").equals(_rows(first, "NPO_GDR"))
+    pd.testing.assert_frame_equal(_rows(second, "target"), _rows(first, "target"))
+    # ... exactly what a fresh folder gives for the second settings, which settings.json and results.csv describe
+    fresh = S.run_study(_settings(bench, tmp_path / "fresh", steps=3), log=lambda _: None)
+    pd.testing.assert_frame_equal(second, fresh)
+    assert json.loads((out / "settings.json").read_text())["steps"] == 3
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "fresh" / "results.csv"))
+    # equal settings resume: nothing is evaluated again
+    bench.evaluated.clear()
+    S.run_study(_settings(bench, out, steps=3), log=lambda _: None)
+    assert bench.evaluated == []
+    # another seed is another world: everything, the oracle's stage included, is recomputed
+    S.run_study(_settings(bench, out, steps=3, seed=1), log=lambda _: None)
+    assert len(bench.evaluated) == 5 and bench.evaluated[0] == ("privleak",)
+    # another learning rate, another quantizer definition under the same name: recomputed too
+    bench.evaluated.clear()
+    S.run_study(_settings(bench, out, steps=3, lr=5e-3), log=lambda _: None)
+    assert len(bench.evaluated) == 2
+    from utils import quantization as Q
+
+    bench.evaluated.clear()
+    try:
+        Q.register_quantizer(Q.rtn_spec(4, group_size=32, name="rtn4"))
+        S.run_study(_settings(bench, out, steps=3), log=lambda _: None)
+    finally:
+        Q.register_quantizer(Q.rtn_spec(4))
+    assert len(bench.evaluated) == 2  # the rtn4 cells of target and NPO_GDR; full precision is reused
+
+
+def test_a_run_that_fails_leaves_no_half_made_output_folder(bench, tmp_path, monkeypatch, capsys):
+    import utils.metrics
+    import utils.unlearning
+
+    out = tmp_path / "new" / "out"
+
+    def no_world(*args, **kwargs):
+        raise UQError("UQ_MODEL='x' is not accepted: a stand-in for a model that cannot be loaded")
+
+    with monkeypatch.context() as m:
+        m.setattr(S, "build_world", no_world)
+        assert main(["--out", str(out), "--no-progress", "--device", "cpu", "--cache-dir", str(bench.cache)]) == 2
+    assert "stand-in" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    # fails before any stage is written: the folders it created are removed
+    with monkeypatch.context() as m:
+        m.setattr(utils.metrics, "evaluate_model", broken)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            S.run_study(_settings(bench, out), log=lambda _: None)
+    assert not (tmp_path / "new").exists()
+    # fails after the oracle's stage: the folder is kept, and the next run resumes from it
+    with monkeypatch.context() as m:
+        m.setattr(utils.unlearning, "unlearn_cached_result", broken)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            S.run_study(_settings(bench, out), log=lambda _: None)
+    assert [p.name.split("__")[0] for p in (out / "stages").iterdir()] == ["oracle_auc"]
+    bench.evaluated.clear()
+    S.run_study(_settings(bench, out), log=lambda _: None)
+    assert len(bench.evaluated) == 4 and ("privleak",) not in bench.evaluated and (out / "results.csv").is_file()
+    # a folder that existed before is never removed
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(utils.metrics, "evaluate_model", broken)
+        with pytest.raises(RuntimeError):
+            S.run_study(_settings(bench, existing), log=lambda _: None)
+    assert existing.is_dir()

@@ -5,8 +5,11 @@
     accelerate launch -m utils.study --model muse-news-7b --data news ...  # several GPUs
 
 Every stage writes its result to ``<out>/stages/`` through a temporary name and a rename, so an
-interrupted run resumes where it stopped (finished stages are skipped); unlearned models live in the
-model cache (``UQ_CACHE``), keyed by recipe. The results land in ``<out>/results.csv`` and
+interrupted run resumes where it stopped (finished stages are skipped). A stage's file name ends with a
+key that hashes everything that decides it (the target and oracle, the corpus, the unlearning method,
+recipe and seed, the quantizer's definition, the evaluation options), so a run with other settings in
+the same folder recomputes what changed and never reuses a stage made otherwise. Unlearned models live
+in the model cache (``UQ_CACHE``), keyed by recipe. The results land in ``<out>/results.csv`` and
 ``<out>/results.json``, the figures in ``<out>/*.png``.
 
 Notebooks 04 and 06 use :func:`evaluate_grid`, :func:`recovery_table` and :func:`knowledge_kept`.
@@ -15,6 +18,7 @@ Notebooks 04 and 06 use :func:`evaluate_grid`, :func:`recovery_table` and :func:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,6 +39,8 @@ PAPER_KEPT = {"full precision": 0.21, "4-bit": 0.83}
 FULL = "full"
 CONSTRAINED = ("GA_GDR", "GA_KLR", "NPO_GDR", "NPO_KLR")
 CPU_QUANTIZERS = ("rtn8", "int8", "rtn4", "fp4", "nf4", "gptq4", "awq4")
+#: bump when what a stage stores, or how it is computed, changes in a way its key does not capture
+STAGE_VERSION = 1
 HEADLINE_METRICS = ("knowmem_forget_acc", "forget_answer_prob", "knowmem_retain_acc", "retain_answer_prob",
                     "verbmem_forget", "privleak")
 
@@ -199,6 +205,31 @@ def calibration_ids(world: Any, n_texts: int = 64, max_length: int = 64) -> torc
     return enc["input_ids"]
 
 
+def stage_key(obj: Any) -> str:
+    """16 hex digits of SHA-256 over ``obj`` as sorted JSON: the suffix of a stage's file name."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_identity(data: Any) -> str:
+    """SHA-256 of what the metrics and the calibration read from a corpus (its name, documents, QA, VerbMem, PrivLeak)."""
+    h = hashlib.sha256()
+    for part in ("name", "raw", "verbmem", "knowmem", "privleak", "icl"):
+        h.update(json.dumps(getattr(data, part, None), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def saved_identity(folder: str | Path | None) -> Any:
+    """What a saved model folder holds: its manifest's files (size and SHA-256 of each), or None."""
+    from .models import MANIFEST
+
+    if folder is None:
+        return None
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _atomic_write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -217,12 +248,17 @@ def evaluate_grid(
     batch_size: int = 64,
     progress: bool = True,
     evaluate: Callable[..., dict[str, float]] | None = None,
+    stage_keys: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Evaluate every model at full precision and after every quantizer: one row per (model, precision).
 
     Columns: ``model``, ``precision`` (``'full'`` or a quantizer name) and the metrics of
-    :func:`utils.metrics.evaluate_model`. With ``stage_dir``, each cell is stored as a JSON file through
-    a temporary name and a rename, and cells already there are read instead of recomputed (resume).
+    :func:`utils.metrics.evaluate_model`. With ``stage_dir``, each cell is stored as
+    ``eval__<model>__<precision>__<key>.json`` through a temporary name and a rename, and a cell whose
+    file is already there is read instead of recomputed (resume). The key hashes what decides the cell:
+    ``stage_keys[name]`` (anything JSON-able that identifies the model; default: a hash of its weights),
+    the quantizer's full definition, the corpus, ``oracle_auc``, ``include``, ``batch_size``, the shots
+    and ``evaluate``; a cell computed with anything else different is never read back.
     """
     from tqdm.auto import tqdm
 
@@ -235,10 +271,21 @@ def evaluate_grid(
     specs = [get_quantizer(q) for q in quantizers]
     calib = calibration_ids(world) if any(s.needs_calibration for s in specs) else None
     cells = [(name, None) for name in models] + [(name, s) for s in specs for name in models]
+    if stage_dir is not None:
+        from .unlearning import model_fingerprint
+
+        identities = {name: (stage_keys[name] if stage_keys is not None and name in stage_keys else model_fingerprint(models[name]))
+                      for name in models}
+        common = {"data": data_identity(world.data), "oracle_auc": oracle_auc, "include": list(include), "batch_size": batch_size,
+                  "shots": getattr(world, "shots", 0), "evaluate": f"{getattr(evaluate, '__module__', '')}."
+                  f"{getattr(evaluate, '__qualname__', type(evaluate).__qualname__)}", "version": STAGE_VERSION}
     rows = []
     for name, spec in tqdm(cells, desc="evaluating", disable=not progress):
         precision = FULL if spec is None else spec.name
-        stage = stage_dir / f"eval__{name}__{precision}.json" if stage_dir is not None else None
+        stage = None
+        if stage_dir is not None:
+            key = stage_key({**common, "model": identities[name], "quantizer": asdict(spec) if spec is not None else None})
+            stage = stage_dir / f"eval__{name}__{precision}__{key}.json"
         if stage is not None and stage.exists():
             rows.append(json.loads(stage.read_text()))
             continue
@@ -340,8 +387,53 @@ class StudySettings:
             check_writable_dir("UQ_CACHE", default_cache_dir())
 
 
+def world_identity(world: Any, settings: StudySettings) -> dict[str, Any]:
+    """What decides a study's target and oracle (part of every stage's key): the model and data asked for,
+    the seed, the fine-tuning steps when the target is fine-tuned here, the corpus's content and the
+    saved target and oracle (their manifests' file hashes; None for hub models, named by ``model``)."""
+    from .models import PRESETS
+
+    preset = PRESETS.get(settings.model)
+    fine_tuned = settings.model != "tiny" and (preset is None or preset.oracle_id is None)
+    return {"model": settings.model, "data": settings.data, "seed": settings.seed,
+            "finetune_steps": settings.finetune_steps if fine_tuned else None, "corpus": data_identity(world.data),
+            "target": saved_identity(world.target_dir), "oracle": saved_identity(world.oracle_dir),
+            "shots": getattr(world, "shots", 0)}
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what ``mkdir(parents=True)`` creates)."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_if_worthless(out: Path, created: Sequence[Path]) -> None:
+    """After a failed run: remove the output folder this run created when it holds nothing but its
+    ``settings.json`` (no stage, no result), and the parent folders created with it if they are empty."""
+    if not created or not out.is_dir():
+        return
+    if any(p.is_file() and p != out / "settings.json" for p in out.rglob("*")):
+        return  # finished stages: kept, so that the next run resumes from them
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    for folder in created[1:]:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run (or resume) the whole study; return the results table (one row per model x precision)."""
+    """Run (or resume) the whole study; return the results table (one row per model x precision).
+
+    The output folder is created once the target and oracle are ready; a run that fails before it has
+    written any stage removes the output folder it created (a folder that existed before is left as it is).
+    """
     from .config import default_cache_dir
     from .metrics import evaluate_model
     from .repro import pick_device, seed_everything
@@ -351,35 +443,44 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> pd
     device = pick_device(settings.device)
     log(check_fits(settings.model, device))
     cache_dir = settings.cache_dir or default_cache_dir()
-    stages = settings.out / "stages"
-    stages.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(settings.out / "settings.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()})
 
     t0 = time.perf_counter()
     world = build_world(settings.model, settings.data, seed=settings.seed, cache_dir=cache_dir, device=device,
                         progress=settings.progress, finetune_steps=settings.finetune_steps)
     log(f"[{time.perf_counter() - t0:6.1f} s] target and oracle ready")
-    oracle_stage = stages / "oracle_auc.json"
-    if oracle_stage.exists():
-        oracle_auc = json.loads(oracle_stage.read_text())["privleak_auc"]
-    else:
-        oracle_auc = evaluate_model(world.oracle, world.tokenizer, world.data, include=("privleak",), shots=world.shots)["privleak_auc"]
-        _atomic_write_json(oracle_stage, {"privleak_auc": oracle_auc})
-    recipe = UnlearnRecipe()
-    if settings.steps is not None:
-        recipe = replace(recipe, steps=settings.steps)
-    if settings.lr is not None:
-        recipe = replace(recipe, lr=settings.lr)
-    models: dict[str, torch.nn.Module] = {"target": world.target}
-    for method in settings.methods:
-        result = unlearn_cached_result(world, method, recipe, seed=settings.seed, cache_dir=cache_dir,
-                                       progress=settings.progress, device=device)
-        models[method] = result.model
-        log(f"[{time.perf_counter() - t0:6.1f} s] {method} unlearned ({result.seconds:.0f} s when trained)")
-    results = evaluate_grid(world, models, settings.quantizers, oracle_auc=oracle_auc, stage_dir=stages,
-                            progress=settings.progress)
-    log(f"[{time.perf_counter() - t0:6.1f} s] evaluated {len(results)} (model, precision) cells")
-    write_results(results, settings.out)
+    world_id = world_identity(world, settings)
+    created = _missing_folders(settings.out)
+    try:
+        stages = settings.out / "stages"
+        stages.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(settings.out / "settings.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()})
+        oracle_stage = stages / f"oracle_auc__{stage_key({'world': world_id, 'version': STAGE_VERSION})}.json"
+        if oracle_stage.exists():
+            oracle_auc = json.loads(oracle_stage.read_text())["privleak_auc"]
+        else:
+            oracle_auc = evaluate_model(world.oracle, world.tokenizer, world.data, include=("privleak",), shots=world.shots)["privleak_auc"]
+            _atomic_write_json(oracle_stage, {"privleak_auc": oracle_auc})
+        recipe = UnlearnRecipe()
+        if settings.steps is not None:
+            recipe = replace(recipe, steps=settings.steps)
+        if settings.lr is not None:
+            recipe = replace(recipe, lr=settings.lr)
+        models: dict[str, torch.nn.Module] = {"target": world.target}
+        identities: dict[str, Any] = {"target": {"world": world_id}}
+        for method in settings.methods:
+            result = unlearn_cached_result(world, method, recipe, seed=settings.seed, cache_dir=cache_dir,
+                                           progress=settings.progress, device=device)
+            models[method] = result.model
+            identities[method] = {"world": world_id, "method": method, "recipe": asdict(recipe.for_method(method)),
+                                  "seed": settings.seed, "unlearned": result.settings.get("key")}
+            log(f"[{time.perf_counter() - t0:6.1f} s] {method} unlearned ({result.seconds:.0f} s when trained)")
+        results = evaluate_grid(world, models, settings.quantizers, oracle_auc=oracle_auc, stage_dir=stages,
+                                progress=settings.progress, stage_keys=identities)
+        log(f"[{time.perf_counter() - t0:6.1f} s] evaluated {len(results)} (model, precision) cells")
+        write_results(results, settings.out)
+    except BaseException:
+        _remove_if_worthless(settings.out, created)
+        raise
     return results
 
 
