@@ -440,8 +440,8 @@ def get_tiny_world(
     data = load_muse_mini(data_folder)
     key = tiny_cache_key(seed, recipe, corpus_fingerprint(data_folder))
     root = cache_dir / "tiny" / f"seed{seed}-{key}"
-    root.mkdir(parents=True, exist_ok=True)
     tokenizer = build_word_tokenizer(corpus_texts(data), recipe.max_position_embeddings)
+    root.mkdir(parents=True, exist_ok=True)  # only once the corpus has been read and checked
     built = []
     with FileLock(str(root) + ".lock", timeout=3600):
         for role in ROLES:
