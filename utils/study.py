@@ -140,10 +140,10 @@ def finetuned_world(
     fingerprint = json.dumps({"base": source, "data": data.name, "n": data.summary(), "recipe": asdict(recipe), "seed": seed}, sort_keys=True, default=str)
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
     root = Path(cache_dir) / "finetuned" / f"{Path(source).name}-{key}"
-    root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    root.parent.mkdir(parents=True, exist_ok=True)  # for the lock; ``root`` itself appears with the first saved model
     with FileLock(str(root) + ".lock", timeout=24 * 3600):
         for role, splits in (("target", ("forget", "retain")), ("oracle", ("retain",))):
             if verify_saved_dir(root / role):
