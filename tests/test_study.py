@@ -23,6 +23,8 @@ from utils.study import (
 )
 from utils.validation import UQError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only cost (see conftest.py)
+
 
 def _tiny_model(seed=0):
     torch.manual_seed(seed)
@@ -345,3 +347,31 @@ def test_a_run_that_fails_leaves_no_half_made_output_folder(bench, tmp_path, mon
         with pytest.raises(RuntimeError):
             S.run_study(_settings(bench, existing), log=lambda _: None)
     assert existing.is_dir()
+
+
+@pytest.fixture
+def quick_awq():
+    """``awq4_quick``: AWQ with a 2-point grid instead of 20 (the same code path, ~10x faster)."""
+    from utils import quantization as Q
+
+    spec = Q.register_quantizer(Q.QuantSpec("awq4_quick", method="awq", bits=4, scheme="minmax", group_size=64,
+                                            needs_calibration=True, options={"n_grid": 2}))
+    yield spec.name
+    Q.QUANTIZERS.pop(spec.name, None)
+
+
+def test_no_progress_hides_every_bar_gptq_awq_and_the_libraries_included(bench, tmp_path, capfd, quick_awq):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    settings = _settings(bench, tmp_path / "out", quantizers=("gptq4", quick_awq))
+    S.run_study(settings, log=lambda _: None)  # unlearns and saves NPO_GDR (transformers' "Writing model shards")
+    S.run_study(settings, log=lambda _: None)  # resumes: loads NPO_GDR back from the cache (transformers' "Loading weights")
+    err = capfd.readouterr().err
+    assert "%|" not in err and "GPTQ" not in err and "AWQ" not in err and "shards" not in err, err
+    assert hf_logging.is_progress_bar_enabled()  # restored after the run
+    # the same quantizers with progress on show GPTQ's and AWQ's bars (what was hidden above)
+    world = bench.build_world("tiny", "mini", seed=0, cache_dir=None, device="cpu")
+    S.evaluate_grid(world, {"target": world.target}, ("gptq4", quick_awq), evaluate=bench.evaluate_model, progress=True)
+    err = capfd.readouterr().err
+    assert "GPTQ" in err and "AWQ" in err

@@ -23,7 +23,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,8 @@ def evaluate_grid(
             continue
         model = models[name]
         if spec is not None:
-            model = fake_quantize_model(model, spec, calibration=calib.to(next(model.parameters()).device) if calib is not None else None)
+            model = fake_quantize_model(model, spec, calibration=calib.to(next(model.parameters()).device) if calib is not None else None,
+                                        progress=None if progress else False)  # off: GPTQ's and AWQ's bars too
         metrics = evaluate(model, world.tokenizer, world.data, oracle_auc=oracle_auc, batch_size=batch_size,
                            shots=getattr(world, "shots", 0), include=include)
         row = {"model": name, "precision": precision, **metrics}
@@ -428,12 +430,48 @@ def _remove_if_worthless(out: Path, created: Sequence[Path]) -> None:
             break
 
 
+@contextmanager
+def library_progress_bars(enabled: bool, *, with_datasets: bool = False) -> Iterator[None]:
+    """With ``enabled=False``, the libraries' own progress bars are off inside the block: transformers'
+    (loading and writing weights), the hub's downloads and, with ``with_datasets``, those of ``datasets``;
+    each is restored afterwards."""
+    if enabled:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    had_transformers, had_hub = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    ds = None
+    if with_datasets:
+        from datasets.utils import tqdm as ds
+
+        had_datasets = not ds.are_progress_bars_disabled()
+        ds.disable_progress_bars()
+    hf_logging.disable_progress_bar()  # the hub's bars too
+    try:
+        yield
+    finally:
+        if had_transformers:
+            hf_logging.enable_progress_bar()  # turns the hub's on too: set them as they were next
+        (enable_progress_bars if had_hub else disable_progress_bars)()
+        if ds is not None and had_datasets:
+            ds.enable_progress_bars()
+
+
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run (or resume) the whole study; return the results table (one row per model x precision).
 
     The output folder is created once the target and oracle are ready; a run that fails before it has
     written any stage removes the output folder it created (a folder that existed before is left as it is).
+    With ``settings.progress`` False no progress bar is shown: ours, GPTQ's and AWQ's, and the libraries'
+    (:func:`library_progress_bars`).
     """
+    with library_progress_bars(settings.progress, with_datasets=settings.data != "mini"):
+        return _run_study(settings, log)
+
+
+def _run_study(settings: StudySettings, log: Callable[[str], None]) -> pd.DataFrame:
     from .config import default_cache_dir
     from .metrics import evaluate_model
     from .repro import pick_device, seed_everything
