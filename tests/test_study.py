@@ -73,28 +73,39 @@ def test_evaluate_grid_rows_and_resume(tmp_path):
 def test_evaluate_grid_never_reads_a_cell_made_with_other_settings(tmp_path):
     models = {"target": _tiny_model(0)}
     ev = CountingEvaluate()
-    first = evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
-    assert ev.calls == 2
+
+    def grid(**kwargs):
+        kwargs = {"models": models, "quantizers": ("rtn4",), **kwargs}
+        df = evaluate_grid(_world(), kwargs.pop("models"), kwargs.pop("quantizers"), stage_dir=tmp_path, evaluate=ev,
+                           progress=False, **kwargs)
+        assert len(list(tmp_path.glob("eval__*.json"))) == 2, "one stage per cell: the current settings' one"
+        return df
+
+    # a stage of an older version (no key in its name) is not read, and is replaced
+    (tmp_path / "eval__target__full.json").write_text(json.dumps({"model": "target", "precision": FULL, "knowmem_forget_acc": -1.0}))
+    first = grid()
+    assert ev.calls == 2 and (first["knowmem_forget_acc"] >= 0).all()
+    grid()
+    assert ev.calls == 2  # equal settings: resumed
     # other weights under the same name (no stage_keys: the key hashes the weights)
-    evaluate_grid(_world(), {"target": _tiny_model(1)}, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
+    grid(models={"target": _tiny_model(1)})
     assert ev.calls == 4
     # the same model under other evaluation options, or another identity given by the caller
-    evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False, oracle_auc=0.5)
-    evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False, stage_keys={"target": "run-b"})
+    grid(oracle_auc=0.5)
+    grid(stage_keys={"target": "run-b"})
+    assert ev.calls == 8
+    grid(stage_keys={"target": "run-b"})
     assert ev.calls == 8
     # a quantizer of the same name with another definition recomputes only its cells
     from utils import quantization as Q
 
     try:
         Q.register_quantizer(Q.rtn_spec(4, group_size=32, name="rtn4"))
-        again = evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
+        again = grid(stage_keys={"target": "run-b"})
     finally:
         Q.register_quantizer(Q.rtn_spec(4))
     assert ev.calls == 9
     assert again.iloc[0].equals(first.iloc[0]) and not again.iloc[1].equals(first.iloc[1])
-    # and the original settings still resume from their own cells
-    evaluate_grid(_world(), models, ("rtn4",), stage_dir=tmp_path, evaluate=ev, progress=False)
-    assert ev.calls == 9
 
 
 def test_evaluate_grid_leaves_models_untouched():
@@ -289,11 +300,7 @@ def test_a_second_run_with_other_settings_recomputes_and_never_reuses_a_stage(be
     bench.evaluated.clear()
     S.run_study(_settings(bench, out, steps=3), log=lambda _: None)
     assert bench.evaluated == []
-    # another seed is another world: everything, the oracle's stage included, is recomputed
-    S.run_study(_settings(bench, out, steps=3, seed=1), log=lambda _: None)
-    assert len(bench.evaluated) == 5 and bench.evaluated[0] == ("privleak",)
-    # another learning rate, another quantizer definition under the same name: recomputed too
-    bench.evaluated.clear()
+    # another learning rate: NPO_GDR again; then another quantizer definition under the same name: its cells again
     S.run_study(_settings(bench, out, steps=3, lr=5e-3), log=lambda _: None)
     assert len(bench.evaluated) == 2
     from utils import quantization as Q
@@ -301,10 +308,17 @@ def test_a_second_run_with_other_settings_recomputes_and_never_reuses_a_stage(be
     bench.evaluated.clear()
     try:
         Q.register_quantizer(Q.rtn_spec(4, group_size=32, name="rtn4"))
-        S.run_study(_settings(bench, out, steps=3), log=lambda _: None)
+        S.run_study(_settings(bench, out, steps=3, lr=5e-3), log=lambda _: None)
     finally:
         Q.register_quantizer(Q.rtn_spec(4))
     assert len(bench.evaluated) == 2  # the rtn4 cells of target and NPO_GDR; full precision is reused
+    # another seed is another world: everything, the oracle's stage included, is recomputed
+    bench.evaluated.clear()
+    S.run_study(_settings(bench, out, steps=3, lr=5e-3, seed=1), log=lambda _: None)
+    assert len(bench.evaluated) == 5 and bench.evaluated[0] == ("privleak",)
+    # stages/ holds one file per cell, those of the last settings
+    names = sorted(p.name.rsplit("__", 1)[0] for p in (out / "stages").iterdir())
+    assert names == ["eval__NPO_GDR__full", "eval__NPO_GDR__rtn4", "eval__target__full", "eval__target__rtn4", "oracle_auc"]
 
 
 def test_a_run_that_fails_leaves_no_half_made_output_folder(bench, tmp_path, monkeypatch, capsys):

@@ -8,8 +8,8 @@ Every stage writes its result to ``<out>/stages/`` through a temporary name and 
 interrupted run resumes where it stopped (finished stages are skipped). A stage's file name ends with a
 key that hashes everything that decides it (the target and oracle, the corpus, the unlearning method,
 recipe and seed, the quantizer's definition, the evaluation options), so a run with other settings in
-the same folder recomputes what changed and never reuses a stage made otherwise. Unlearned models live
-in the model cache (``UQ_CACHE``), keyed by recipe. The results land in ``<out>/results.csv`` and
+the same folder recomputes what changed, never reuses a stage made otherwise, and replaces it (one file
+per stage: the last settings'). Unlearned models live in the model cache (``UQ_CACHE``), keyed by recipe. The results land in ``<out>/results.csv`` and
 ``<out>/results.json``, the figures in ``<out>/*.png``.
 
 Notebooks 04 and 06 use :func:`evaluate_grid`, :func:`recovery_table` and :func:`knowledge_kept`.
@@ -18,9 +18,11 @@ Notebooks 04 and 06 use :func:`evaluate_grid`, :func:`recovery_table` and :func:
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -231,6 +233,17 @@ def saved_identity(folder: str | Path | None) -> Any:
         return None
 
 
+def _write_stage(path: Path, obj: Any) -> None:
+    """Write a stage ``<cell>__<key>.json`` and remove the same cell's stages of other settings (and an
+    unkeyed ``<cell>.json`` of older versions), so ``stages/`` holds one file per cell: the current one."""
+    _atomic_write_json(path, obj)
+    cell = path.name[: -len(".json")].rsplit("__", 1)[0]
+    same_cell = re.compile(rf"{re.escape(cell)}(__[0-9a-f]{{16}})?\.json")
+    for other in path.parent.glob(f"{glob.escape(cell)}*.json"):
+        if other != path and same_cell.fullmatch(other.name):
+            other.unlink(missing_ok=True)
+
+
 def _atomic_write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -259,7 +272,8 @@ def evaluate_grid(
     file is already there is read instead of recomputed (resume). The key hashes what decides the cell:
     ``stage_keys[name]`` (anything JSON-able that identifies the model; default: a hash of its weights),
     the quantizer's full definition, the corpus, ``oracle_auc``, ``include``, ``batch_size``, the shots
-    and ``evaluate``; a cell computed with anything else different is never read back.
+    and ``evaluate``; a cell computed with anything else different is never read back, and its file is
+    replaced by the new one (``stage_dir`` holds one file per cell).
     """
     from tqdm.auto import tqdm
 
@@ -298,7 +312,7 @@ def evaluate_grid(
                            shots=getattr(world, "shots", 0), include=include)
         row = {"model": name, "precision": precision, **metrics}
         if stage is not None:
-            _atomic_write_json(stage, row)
+            _write_stage(stage, row)
         rows.append(row)
         if spec is not None:
             del model
@@ -497,7 +511,7 @@ def _run_study(settings: StudySettings, log: Callable[[str], None]) -> pd.DataFr
             oracle_auc = json.loads(oracle_stage.read_text())["privleak_auc"]
         else:
             oracle_auc = evaluate_model(world.oracle, world.tokenizer, world.data, include=("privleak",), shots=world.shots)["privleak_auc"]
-            _atomic_write_json(oracle_stage, {"privleak_auc": oracle_auc})
+            _write_stage(oracle_stage, {"privleak_auc": oracle_auc})
         recipe = UnlearnRecipe()
         if settings.steps is not None:
             recipe = replace(recipe, steps=settings.steps)
