@@ -54,5 +54,5 @@ def test_the_study_refuses_an_empty_model_folder_without_leaving_folders(tmp_pat
     assert S.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot load the local model folder {str(empty)!r}") and err.count("\n") == 1
-    assert "hf download" not in err
+    assert "it has neither config.json nor tokenizer files" in err and "hf download" not in err
     assert not out.exists() and not list(cache.rglob("empty-*"))

@@ -566,6 +566,8 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     from transformers import AutoTokenizer
 
     source, local_only = resolve_model_source(name_or_path)
+    if Path(source).is_dir() and not any((Path(source) / f).is_file() for f in ("config.json", "tokenizer_config.json", "tokenizer.json")):
+        raise UQError(_local_message(source, "it has neither config.json nor tokenizer files (tokenizer_config.json, tokenizer.json)"))
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as err:
