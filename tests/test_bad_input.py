@@ -162,6 +162,9 @@ CASES = [
     pytest.param(lambda c: C.RunConfig.from_env({"UQ_DATA": "MINI"}), r"UQ_DATA='MINI'", id="env-data-case"),
     pytest.param(lambda c: C.RunConfig.from_env({"UQ_DEVICE": "gpu"}), r"UQ_DEVICE='gpu'", id="env-device"),
     pytest.param(lambda c: C.RunConfig.from_env({"UQ_DEVICE": ""}), r"UQ_DEVICE=''", id="env-device-empty"),
+    pytest.param(lambda c: C.RunConfig.from_env({"UQ_CACHE": "/proc/uq-cache"}), r"UQ_CACHE='/proc/uq-cache'.*/proc", id="env-cache-proc"),
+    pytest.param(lambda c: C.RunConfig(cache_dir="/sys/uq-cache"), r"UQ_CACHE='/sys/uq-cache'.*/sys", id="config-cache-sys"),
+    pytest.param(lambda c: C.RunConfig.from_env({"UQ_SEED": "1.5"}), r"UQ_SEED='1\.5'", id="env-seed-float"),
     # utils.repro ------------------------------------------------------------------------------------
     pytest.param(lambda c: R.pick_device("tpu"), r"UQ_DEVICE='tpu'", id="pick-device-unknown"),
     pytest.param(lambda c: R.pick_device(None), r"(UQ_DEVICE|preference)=None", id="pick-device-none"),
@@ -207,6 +210,9 @@ STUDY_CASES = [
     pytest.param({"lr": -1.0}, r"lr=-1\.0", id="lr-negative"),
     pytest.param({"finetune_steps": 0}, r"finetune_steps=0", id="finetune-steps"),
     pytest.param({"out": None}, r"out=None", id="out-none"),
+    pytest.param({"out": "/proc/uq-out"}, r"out='/proc/uq-out'.*/proc", id="out-under-proc"),
+    pytest.param({"out": "/sys/uq-out"}, r"out='/sys/uq-out'.*/sys", id="out-under-sys"),
+    pytest.param({"cache_dir": "/proc/uq-cache"}, r"cache_dir='/proc/uq-cache'.*/proc", id="cache-dir-under-proc"),
 ]
 
 
@@ -218,7 +224,7 @@ def test_study_settings_validate_every_field(fields, names):
 def test_study_command_line_reports_bad_input_as_one_line(capsys):
     assert S.main(["--seed", "x", "--out", "/nonexistent-uq-out"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "UQ_SEED='x'" in err and err.count("\n") == 1
+    assert err.startswith("error: ") and "--seed='x'" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("preset", ["muse-news-7b", "muse-books-7b", "qwen2.5-0.5b", "smollm2-135m"])

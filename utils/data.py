@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from .validation import check_choice, check_range
+from .validation import UQError, check_choice, check_range
 
 #: bump when the generator's output changes (it is part of the corpus hash the model cache uses)
 GENERATOR_VERSION = 2
@@ -322,28 +322,114 @@ def write_muse_mini(folder: str | Path | None = None, data: MuseData | None = No
     return written
 
 
+#: per kind of corpus file, the keys every item must have (None: the file is a list of strings)
+CORPUS_SCHEMA: dict[str, tuple[str, ...] | None] = {
+    "raw": None, "privleak": None, "verbmem": ("prompt", "gt"), "knowmem": ("question", "answer"),
+    "icl": ("question", "answer"), "people": ("name", "split"),
+}
+
+
+def regenerate_command(folder: str | Path | None = None) -> str:
+    """The shell command that rewrites MUSE-mini into ``folder`` (default: the committed ``data/muse_mini``)."""
+    if folder is None or Path(folder).resolve() == default_mini_folder().resolve():
+        return "python -c 'from utils.data import write_muse_mini; write_muse_mini()'"
+    return f"python -c 'from utils.data import write_muse_mini; write_muse_mini({json.dumps(str(folder))})'"
+
+
+def _read_json(path: Path, folder: Path | None = None) -> Any:
+    """The content of one corpus file; a missing, unreadable or invalid file is one error naming it."""
+    hint = f"regenerate the corpus with `{regenerate_command(folder)}`"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UQError(f"corpus file {str(path)!r} is missing; accepted values: the files utils.data.write_muse_mini writes: {hint}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UQError(f"corpus file {str(path)!r} cannot be read ({err}); accepted values: UTF-8 JSON as utils.data.write_muse_mini writes it: {hint}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UQError(f"corpus file {str(path)!r} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                      f"accepted values: JSON as utils.data.write_muse_mini writes it: {hint}") from None
+
+
+def check_corpus_items(kind: str, items: Any, where: str, folder: str | Path | None = None) -> Any:
+    """Check one part of a corpus against :data:`CORPUS_SCHEMA` (``kind``: ``'raw'``, ``'knowmem'``, ...).
+
+    ``items`` must be a list of strings (``raw``, ``privleak``) or of objects whose required keys hold
+    strings (``knowmem``/``icl``: question and answer, ``verbmem``: prompt and gt, ``people``: name and
+    split); ``where`` names it in the message (a file path). Returns ``items``.
+    """
+    check_choice("kind", kind, CORPUS_SCHEMA)
+    keys = CORPUS_SCHEMA[kind]
+    hint = f"regenerate the corpus with `{regenerate_command(folder)}`"
+    want = "a list of strings" if keys is None else f"a list of objects with the keys {', '.join(map(repr, keys))}"
+    if not isinstance(items, list):
+        raise UQError(f"{where} holds a {type(items).__name__}; accepted values: {want}: {hint}")
+    for i, item in enumerate(items):
+        if keys is None:
+            if not isinstance(item, str):
+                raise UQError(f"{where}: item {i} is {item!r}, not a string; accepted values: {want}: {hint}")
+            continue
+        if not isinstance(item, dict):
+            raise UQError(f"{where}: item {i} is {item!r}, not an object; accepted values: {want}: {hint}")
+        for key in keys:
+            if key not in item:
+                raise UQError(f"{where}: item {i} lacks the key {key!r}; accepted values: {want}: {hint}")
+            if not isinstance(item[key], str):
+                raise UQError(f"{where}: item {i} has {key}={item[key]!r}, not a string; accepted values: {want}: {hint}")
+    return items
+
+
+def check_corpus_schema(data: MuseData, folder: str | Path | None = None) -> MuseData:
+    """Check every part of a MUSE-shaped corpus with :func:`check_corpus_items` (what the models, the
+    tokenizer and the metrics read); returns ``data``."""
+    for split, items in data.raw.items():
+        check_corpus_items("raw", items, f"raw[{split!r}]", folder)
+    for split, items in data.privleak.items():
+        check_corpus_items("privleak", items, f"privleak[{split!r}]", folder)
+    check_corpus_items("verbmem", data.verbmem, "verbmem", folder)
+    for split, items in data.knowmem.items():
+        check_corpus_items("knowmem", items, f"knowmem[{split!r}]", folder)
+    for split, items in data.icl.items():
+        check_corpus_items("icl", items, f"icl[{split!r}]", folder)
+    check_corpus_items("icl", data.qa_train, "qa_train", folder)
+    check_corpus_items("people", data.people, "people", folder)
+    return data
+
+
 def load_muse_mini(folder: str | Path | None = None) -> MuseData:
-    """Read MUSE-mini from ``folder`` (default: the committed ``data/muse_mini``)."""
+    """Read MUSE-mini from ``folder`` (default: the committed ``data/muse_mini``).
+
+    Every file is checked as it is read (valid JSON, the items of its kind: :data:`CORPUS_SCHEMA`): a
+    corrupt or incomplete file is one :class:`UQError` naming it and the command that regenerates it.
+    """
     folder = Path(folder) if folder is not None else default_mini_folder()
     if not (folder / "meta.json").is_file():
         raise FileNotFoundError(
             f"folder={str(folder)!r} holds no MUSE-mini corpus (no meta.json); regenerate it with "
-            "`python -c 'from utils.data import write_muse_mini; write_muse_mini()'`"
+            f"`{regenerate_command(folder)}`"
         )
 
-    def read(rel: str) -> Any:
-        return json.loads((folder / rel).read_text(encoding="utf-8"))
+    def read(rel: str, kind: str | None = None) -> Any:
+        content = _read_json(folder / rel, folder)
+        if kind is not None:
+            check_corpus_items(kind, content, f"corpus file {str(folder / rel)!r}", folder)
+        return content
 
+    meta = read("meta.json")
+    if not isinstance(meta, dict):
+        raise UQError(f"corpus file {str(folder / 'meta.json')!r} holds a {type(meta).__name__}; accepted values: an object: "
+                      f"regenerate the corpus with `{regenerate_command(folder)}`")
     return MuseData(
         name="mini",
-        raw={s: read(f"raw/{RAW_FILES[s]}.json") for s in SPLITS},
-        verbmem=read("verbmem/forget.json"),
-        knowmem={s: read(f"knowmem/{s}_qa.json") for s in QA_SPLITS},
-        privleak={s: read(f"privleak/{s}.json") for s in PRIVLEAK_SPLITS},
-        icl={s: read(f"knowmem/{s}_qa_icl.json") for s in QA_SPLITS},
-        qa_train=read("knowmem/train_qa.json"),
-        people=read("people.json"),
-        meta=read("meta.json"),
+        raw={s: read(f"raw/{RAW_FILES[s]}.json", "raw") for s in SPLITS},
+        verbmem=read("verbmem/forget.json", "verbmem"),
+        knowmem={s: read(f"knowmem/{s}_qa.json", "knowmem") for s in QA_SPLITS},
+        privleak={s: read(f"privleak/{s}.json", "privleak") for s in PRIVLEAK_SPLITS},
+        icl={s: read(f"knowmem/{s}_qa_icl.json", "icl") for s in QA_SPLITS},
+        qa_train=read("knowmem/train_qa.json", "icl"),
+        people=read("people.json", "people"),
+        meta=meta,
     )
 
 

@@ -462,8 +462,8 @@ def get_tiny_world(
     data = load_muse_mini(data_folder)
     key = tiny_cache_key(seed, recipe, corpus_fingerprint(data_folder))
     root = cache_dir / "tiny" / f"seed{seed}-{key}"
-    root.mkdir(parents=True, exist_ok=True)
     tokenizer = build_word_tokenizer(corpus_texts(data), recipe.max_position_embeddings)
+    root.mkdir(parents=True, exist_ok=True)  # only once the corpus has been read and checked
     built = []
     with FileLock(str(root) + ".lock", timeout=3600):
         for role in ROLES:
@@ -517,6 +517,29 @@ def _offline_message(repo_id: str, why: str) -> str:
     )
 
 
+def _local_message(folder: str, why: str) -> str:
+    return (
+        f"cannot load the local model folder {folder!r}: {why}; accepted values: a folder written by save_pretrained "
+        f"(config.json, the weights and the tokenizer files), a preset ({', '.join(map(repr, PRESETS))}) or a hub id 'org/name'"
+    )
+
+
+def check_local_weights(folder: str | Path) -> None:
+    """One :class:`UQError` naming the file when a ``*.safetensors`` file of a local model folder is
+    truncated or corrupt (its header is read and checked against the file's size; no weights are loaded)."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:  # safetensors raises its own SafetensorError (not an OSError)
+            raise UQError(
+                f"model file {str(path)!r} is truncated or corrupt ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                "accepted values: a complete model folder: save it again (save_pretrained) or download it again"
+            ) from None
+
+
 def resolve_model_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     """Map a preset name, local folder or hub id to ``(what from_pretrained gets, local_files_only)``.
 
@@ -565,12 +588,15 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     from transformers import AutoTokenizer
 
     source, local_only = resolve_model_source(name_or_path)
+    if Path(source).is_dir() and not any((Path(source) / f).is_file() for f in ("config.json", "tokenizer_config.json", "tokenizer.json")):
+        raise UQError(_local_message(source, "it has neither config.json nor tokenizer files (tokenizer_config.json, tokenizer.json)"))
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as err:
         preset = PRESETS.get(os.fspath(name_or_path))
         if preset is None or preset.tokenizer_id is None:
-            raise UQError(_offline_message(source, f"the tokenizer could not be loaded ({str(err).splitlines()[0]})")) from err
+            why = f"the tokenizer could not be loaded ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            raise UQError(_local_message(source, why) if Path(source).is_dir() else _offline_message(source, why)) from err
         fallback, local_only = resolve_model_source(preset.tokenizer_id)
         tok = AutoTokenizer.from_pretrained(fallback, local_files_only=local_only)
     if tok.pad_token_id is None and tok.eos_token_id is not None:
@@ -596,6 +622,15 @@ def load_model(name_or_path: str | os.PathLike, *, dtype=None, device: str | tor
     kwargs: dict[str, Any] = {"local_files_only": local_only}
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
+    if Path(source).is_dir():  # a local folder: check it first, and never advise a download for it
+        if not (Path(source) / "config.json").is_file():
+            raise UQError(_local_message(source, "it has no config.json"))
+        check_local_weights(source)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except Exception as err:  # noqa: BLE001 - one clear error naming the folder, the cause chained
+            raise UQError(_local_message(source, f"loading failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")) from err
+        return model.to(dev).eval()
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
