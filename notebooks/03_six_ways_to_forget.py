@@ -24,13 +24,15 @@
 # negative preference optimization (**NPO**), each alone or with a utility constraint that protects the
 # *retain* set — gradient descent on retain (**GDR**) or a KL penalty towards the original model
 # (**KLR**). This notebook writes each loss down, shows the line of code that implements it, runs all six
-# on the tiny target in the paper's regime (weights stored in bf16, small constant learning rate) and
-# measures what they forget and what they keep — in full precision. Notebook 04 then quantizes these
+# on the tiny target with MUSE's protocol (the losses cover every token of the raw forget and retain
+# text) and the paper's kind of set-up (weights stored in bf16, a small constant learning rate, α = 1),
+# and measures what they forget and what they keep — in full precision. Notebook 04 then quantizes these
 # very models.
 #
 # **Learning objectives**
 #
-# - Write the GA, NPO, GDR and KLR losses and say which tokens they cover (answer only vs whole passage).
+# - Write the GA, NPO, GDR and KLR losses and say which tokens they cover (whole passage, MUSE's
+#   protocol, vs the answer words only).
 # - Explain why NPO behaves like GA at the start (same gradient at θ = θ_ref) and then slows down.
 # - Run the six methods with one training loop and read forget/retain curves and a MUSE results table.
 # - See why a utility constraint is needed: unconstrained GA/NPO damage the retain set far more.
@@ -54,7 +56,7 @@ if 'google.colab' in sys.modules:
 # %% tags=["parameters"]
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # this notebook trains six copies of the tiny target
 DATA = os.environ.get("UQ_DATA", "mini")
 DEVICE = os.environ.get("UQ_DEVICE", "auto")
@@ -81,17 +83,20 @@ cfg, device = offline_setup(SEED, MODEL, DATA, DEVICE, notebook="03", threads=No
 
 # %%
 world = get_tiny_world(cfg.seed, cfg.cache_dir)
-forget_qa, retain_qa = U.forget_retain_examples(world.data, "qa")
 forget_text, retain_text = U.forget_retain_examples(world.data, "text")
-print(f"forget: {len(forget_qa)} QA facts / {len(forget_text)} biographies; retain: {len(retain_qa)} QA facts / {len(retain_text)} biographies")
+forget_answers, retain_answers = U.forget_retain_examples(world.data, "answers")
+print(f"forget: {len(forget_text)} biographies ({len(forget_answers)} facts in them); "
+      f"retain (the regulariser's text): {len(retain_text)} biographies ({len(retain_answers)} facts)")
 
 # %% [markdown]
 # ## 1. What a loss covers
 #
-# Every loss below is a sum over **covered tokens**: the tokens of an example's *target*. A QA fact
-# `Question: … Answer: <answer>` covers only the answer (`forget_on="qa"`, the default here); a raw
-# biography covers every token (`forget_on="text"`, MUSE's own set-up). The choice is a parameter —
-# which examples you pass — never hidden inside the loss. Labels are `-100` on every uncovered token.
+# Every loss below is a sum over **covered tokens**: the tokens of an example's *target*. In MUSE's
+# protocol (`forget_on="text"`, the default) a raw biography covers every token. The variant
+# `forget_on="answers"` covers only the answer word of each fact inside the same biographies (the
+# biography up to the answer is context). The choice is a parameter — which examples you pass — never
+# hidden inside the loss. Labels are `-100` on every uncovered token. No KnowMem question is ever an
+# unlearning example: the questions stay a test the model never trained on.
 
 # %%
 def covered_tokens(examples, k=2):
@@ -105,16 +110,15 @@ def covered_tokens(examples, k=2):
     return pd.DataFrame(rows)
 
 
-qa_view = covered_tokens(forget_qa)
+answer_view = covered_tokens(forget_answers, k=2)
 text_view = covered_tokens(forget_text, k=1)
-print("QA fact:  ", " ".join(f"[{r.token}]" if r.covered else r.token for r in qa_view[qa_view.example == 0].itertuples()))
 print("biography:", " ".join(f"[{r.token}]" if r.covered else r.token for r in text_view.itertuples()))
+print("answers:  ", " ".join(f"[{r.token}]" if r.covered else r.token for r in answer_view[answer_view.example == 1].itertuples()))
 
 # %% [markdown]
-# Tokens in brackets are covered. On the QA fact only the answer counts: the question is context. On a
-# biography every token after `<bos>` counts, including the name, which no model can predict — a
-# full-sequence loss is dominated by such tokens. We unlearn on the answers here, as the shared recipe
-# does; exercise 5 switches to biographies.
+# Tokens in brackets are covered. On a biography every token after `<bos>` counts: the names, the
+# relation words and the facts. In the answers variant only the fact word counts. We unlearn on the
+# whole text, as MUSE does; notebook 04 compares the answers variant.
 
 # %% [markdown]
 # ## 2. Six losses, each in one line
@@ -140,12 +144,12 @@ print("biography:", " ".join(f"[{r.token}]" if r.covered else r.token for r in t
 # $$\mathcal L_{\mathrm{GDR}}(\theta) = \alpha\,\frac{1}{|B_r|}\sum_{(x,y)\in B_r} -\log p_\theta(y\mid x)$$
 # *Intuition:* keep training on what must be kept, so the forget gradient cannot drag it down too.
 #
-# **KLR — KL to the original model on retain** ($\alpha = 5$), added to GA or NPO.
+# **KLR — KL to the original model on retain** ($\alpha = 1$), added to GA or NPO.
 # $$\mathcal L_{\mathrm{KLR}}(\theta) = \alpha\,\frac{1}{|B_r|}\sum_{(x,y)\in B_r}\sum_{t\in y}
 #   \mathrm{KL}\big(p_{\mathrm{ref}}(\cdot\mid x,y_{<t})\,\big\|\,p_\theta(\cdot\mid x,y_{<t})\big) \;\ge 0$$
 # *Intuition:* on retain, do not just keep the right answer likely — keep the *whole* next-token
-# distribution of the original model. With $\alpha = 1$ the retain set collapses on the tiny model
-# (shared notes §3), hence 5.
+# distribution of the original model, at every token of the retain text. $\alpha = 1$ for both
+# constraints, as in the paper's released recipe.
 #
 # The six methods are GA, GA_GDR, GA_KLR, NPO, NPO_GDR, NPO_KLR. Here is the line of `utils/unlearning.py`
 # that implements each term (read from the source, so it cannot drift from what runs):
@@ -172,8 +176,8 @@ for name, function, needle in [
 
 # %%
 target = world.target.float().eval()
-f_batch = U.encode(world.tokenizer, forget_qa, "forget")
-r_batch = U.encode(world.tokenizer, retain_qa[:64], "retain")
+f_batch = U.encode(world.tokenizer, forget_text[:32], "forget")
+r_batch = U.encode(world.tokenizer, retain_text[:32], "retain")
 with torch.no_grad():
     f_logits = target(input_ids=f_batch["input_ids"], attention_mask=f_batch["attention_mask"]).logits
     r_logits = target(input_ids=r_batch["input_ids"], attention_mask=r_batch["attention_mask"]).logits
@@ -202,7 +206,8 @@ print(f"NPO at θ_ref = {at_reference.loc['NPO', 'forget_term']:.4f}  (2 ln2 / �
 print(f"|∇NPO − ∇GA| / |∇GA| at θ_ref = {npo_vs_ga:.2e}")
 
 # %% [markdown]
-# GA's value is minus the forget NLL — small, because the target knows its facts; NPO sits at
+# GA's value is minus the forget NLL of whole biographies — its size is set by the tokens no model can
+# predict (the first name of a biography, the order of the sentences); NPO sits at
 # $20\ln 2 \approx 13.86$; GDR adds the retain NLL; KLR adds exactly 0, since the model *is* the
 # reference. And the two gradients agree to float precision: NPO *starts* as GA. They part ways only as
 # $\Delta$ becomes negative.
@@ -224,8 +229,9 @@ results = U.unlearn_all(world, U.METHODS, recipe, seed=cfg.seed, cache_dir=cfg.c
 print({m: f"{r.settings.get('seconds', r.seconds):.0f} s" for m, r in results.items()}, "(training time, cached after the first run)")
 
 # %% [markdown]
-# Every 50 steps the loop measured, on the forget and retain QA facts, the answer accuracy (the answer is
-# the model's top token) and the true answer's probability. Step 0 is the target.
+# Every 50 steps the loop measured, on the forget questions and the utility questions (about the
+# retain2 people; neither set is ever trained on), the answer accuracy (the answer is the model's top
+# token) and the true answer's probability. Step 0 is the target.
 
 # %%
 history = U.history_long(results)
@@ -332,13 +338,14 @@ plot_raw_logit_kl(shifts.tolist(), true_kl, raw_kl);
 #
 # ## Exercises
 #
-# 1. **α.** Retrain GA_KLR with `U.UnlearnRecipe(alpha=1.0)` (`U.unlearn_cached_result(world, "GA_KLR",
-#    U.UnlearnRecipe(alpha=1.0), seed=SEED)`) and compare forget and retain accuracy with α = 5.
-#    <details><summary>Hint</summary>KLR with α = 1 only protects the retain tokens' distributions weakly
-#    against a GA term that grows without limit.</details>
-#    <details><summary>Answer</summary>With α = 1 retain accuracy drops clearly (shared notes §3 measured
-#    it collapsing), while forgetting is about as strong: the constraint is too weak for GA's unbounded
-#    push. The trade-off point moves down the y-axis of the scatter.</details>
+# 1. **α.** Retrain GA_KLR with `U.UnlearnRecipe(alpha=5.0)` (`U.unlearn_cached_result(world, "GA_KLR",
+#    U.UnlearnRecipe(alpha=5.0), seed=cfg.seed)`) and compare forget and utility with α = 1.
+#    <details><summary>Hint</summary>The KL term pulls every retain token's distribution back to the
+#    reference; α sets how hard, against a GA term that grows without limit.</details>
+#    <details><summary>Answer</summary>With α = 5 the utility stays closer to the target's and the forget
+#    accuracy drops less: a stronger constraint also resists the forgetting, because the forget and retain
+#    biographies share every word but the names and the facts. The trade-off point moves up and to the
+#    right in the scatter.</details>
 # 2. **β.** What does NPO become as β → 0? As β grows? Try `U.UnlearnRecipe(beta=1.0)` for NPO_GDR.
 #    <details><summary>Hint</summary>Look at the weight 2σ(βΔ) of each example.</details>
 #    <details><summary>Answer</summary>As β → 0 the weight stays 1 for any Δ: NPO becomes GA (same
@@ -348,20 +355,21 @@ plot_raw_logit_kl(shifts.tolist(), true_kl, raw_kl);
 #    Which forgets more, and what do you expect for 4-bit recovery in notebook 04?
 #    <details><summary>Hint</summary>Notebook 01: in bf16 only weights with |w| < 2⁸·lr can move.</details>
 #    <details><summary>Answer</summary>1e-5 barely changes the accuracy (the probability does move);
-#    3e-5 forgets almost everything. The larger LR also moves larger weights, whose edits cross 4-bit bin
-#    edges, so it is the one that survives quantization (shared notes §3).</details>
+#    3e-5 forgets more. The larger LR also moves larger weights (the bf16 threshold 2⁸·lr doubles), whose
+#    edits are more likely to cross 4-bit bin edges, so its forgetting is the more likely to survive
+#    quantization — notebook 04 measures the share of changed 4-bit codes.</details>
 # 4. **Precision.** Rerun NPO_GDR with `precision="fp32"`. Does it forget as much? (Keep the model: it is
 #    notebook 04's control.)
 #    <details><summary>Answer</summary>In fp32 every weight moves by about lr per step, instead of only the
-#    small weights in bf16, so the same LR forgets more in fp32. Shared notes §4: fp32 edits survive 4-bit
-#    rounding at any LR.</details>
-# 5. **What the loss covers.** Rerun GA_GDR with `U.UnlearnRecipe(forget_on="text")` (loss on every token
-#    of the forget biographies, retain biographies for GDR) and compare KnowMem and VerbMem with the
-#    answer-only run.
-#    <details><summary>Answer</summary>The passage loss spends most of its gradient on tokens that are not
-#    the facts (names, relation words), so the QA forget accuracy drops less per step, while VerbMem (the
-#    biographies themselves) drops more. Shared notes §6: this variant also recovers less under 4-bit —
-#    the question notebook 04 takes up.</details>
+#    small weights in bf16, so the same LR forgets more in fp32. Notebook 04 matches the forgetting with a
+#    smaller fp32 LR and shows that the fp32 edit survives 4-bit rounding.</details>
+# 5. **What the loss covers.** Rerun GA_GDR with `U.UnlearnRecipe(forget_on="answers")` (loss on the
+#    answer words of the forget biographies only; the same for GDR on retain) and compare KnowMem and
+#    VerbMem with the whole-text run.
+#    <details><summary>Answer</summary>The whole-text loss spends most of its gradient on tokens that are
+#    not the facts (names, relation words, sentence order), so per step it moves VerbMem more; the answer
+#    loss aims every step at the facts, but leaves the rest of the text — and VerbMem — almost as it was.
+#    Notebook 04 shows that the two also fare differently under 4-bit rounding.</details>
 # 6. **Defect.** Using `U.reference_code_kl`, find a pair of logits whose distributions *differ* but
 #    whose raw-logit "KL" is exactly 0.
 #    <details><summary>Answer</summary>Take ref logits r and model logits r + d with Σ_v e^{r_v} d_v = 0
@@ -370,7 +378,8 @@ plot_raw_logit_kl(shifts.tolist(), true_kl, raw_kl);
 #
 # ## Questionnaire
 #
-# 1. Which tokens does the forget loss cover with `forget_on="qa"`, and with `forget_on="text"`?
+# 1. Which tokens does the forget loss cover with `forget_on="text"`, and with `forget_on="answers"`? Why
+#    is no KnowMem question ever an unlearning example?
 # 2. Write the NPO loss. Why is its gradient equal to GA's at θ = θ_ref, and what happens to an example's
 #    weight once its answer is already less likely than under the reference?
 # 3. Why does GA need a utility constraint, and what is the difference between what GDR and KLR protect?

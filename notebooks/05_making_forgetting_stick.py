@@ -56,7 +56,7 @@ if 'google.colab' in sys.modules:
 # %% tags=["parameters"]
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # this notebook runs the tiny model; larger ones: notebook 06
 DATA = os.environ.get("UQ_DATA", "mini")
 DEVICE = os.environ.get("UQ_DEVICE", "auto")

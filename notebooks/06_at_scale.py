@@ -49,7 +49,7 @@ if 'google.colab' in sys.modules:
 # Settings: set these (or the UQ_* environment variables); the rest runs.
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # 'tiny', a preset below, a local model folder or a hub id
 DATA = os.environ.get("UQ_DATA", "mini")  # 'mini' (offline), 'news' or 'books' (MUSE presets)
 DEVICE = os.environ.get("UQ_DEVICE", "auto")

@@ -168,8 +168,6 @@ def _parameters_cells():
     return notebook_sources()
 
 
-@pytest.mark.xfail(strict=True, reason="the notebooks' parameters cells still read SEED = int(os.environ.get('UQ_SEED', 0)); "
-                                       "they must read SEED = os.environ.get('UQ_SEED', '0') and let RunConfig validate it")
 @pytest.mark.parametrize("py", _parameters_cells(), ids=lambda p: p.name)
 def test_a_parameters_cell_leaves_the_seed_to_utils_config(py, monkeypatch):
     """UQ_SEED=abc: the parameters cell runs, and RunConfig refuses the seed with the clear message."""

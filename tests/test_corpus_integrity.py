@@ -51,7 +51,7 @@ def test_invalid_json_names_the_file_and_the_regeneration_command(corpus, rel):
         ("verbmem/forget.json", lambda items: items[2].pop("gt"), r"item 2 lacks the key 'gt'"),
         ("verbmem/forget.json", lambda items: items.__setitem__(0, "a text"), r"item 0 is 'a text', not an object"),
         ("raw/forget.json", lambda items: items.__setitem__(1, {"text": "x"}), r"item 1 is \{'text': 'x'\}, not a string"),
-        ("privleak/holdout.json", lambda items: items.append(None), r"item 50 is None, not a string"),
+        ("privleak/holdout.json", lambda items: items.append(None), r"item 60 is None, not a string"),
     ],
 )
 def test_an_item_of_the_wrong_shape_is_caught_when_the_corpus_is_read(corpus, rel, change, expected):

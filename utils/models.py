@@ -102,11 +102,11 @@ class TinyRecipe:
     lr: float = 3e-3
     warmup_fraction: float = 0.1
     batch_size: int = 64
-    steps: int = 250
+    steps: int = 400
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
-    eval_every: int = 25
-    precision: str = "fp32"
+    eval_every: int = 50
+    precision: str = "mixed"
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

@@ -350,6 +350,37 @@ def kept_summary(results: pd.DataFrame, four_bit: str = "rtn4", methods: Sequenc
     return pd.DataFrame({"this run": ours, "paper (Table 1, MUSE)": PAPER_KEPT}).rename_axis(f"{metric}, {four_bit}")
 
 
+#: how this series' small world differs from the paper's set-up (notebook 04 shows it as a table)
+PAPER_VS_SERIES: tuple[tuple[str, str, str], ...] = (
+    ("data", "MUSE News (BBC articles) and Books (Harry Potter); forget text ~0.8M / ~1.1M tokens",
+     "MUSE-mini: generated biographies of 110 fictional people; forget text = 60 biographies (~1.6k tokens)"),
+    ("knowledge", "learned by fine-tuning on the raw text", "learned from the raw text (six biographies per person)"),
+    ("KnowMem questions", "about the forget / retain text, never trained", "about forget / retain2 people, never trained; "
+     "the question format is learned from QA texts about other (retain) people"),
+    ("model", "Llama-2 7B (MUSE's fine-tuned targets)", "Llama, 4 layers x 256, 3.3M parameters, trained from scratch"),
+    ("unlearning loss", "every token of the raw forget text; GDR / KLR on retain text", "the same (forget_on='text'); "
+     "the answer-words-only variant for comparison"),
+    ("recipe", "AdamW, constant lr 1e-5, 10 epochs, alpha = 1, beta = 0.1, bf16",
+     "AdamW, constant lr 2e-5, 900 steps of 16 + 16 biographies (~240 passes over the forget text), alpha = 1, "
+     "beta = 0.1, bf16 storage, gradient clipping 1.0"),
+    ("KnowMem / VerbMem score", "ROUGE-L F1 of greedy answers / continuations", "the same (rouge_score); exact match "
+     "and true-answer probability as extra columns"),
+    ("PrivLeak", "Min-40% AUC forget vs holdout, relative to the retrained model", "the same, relative to our retrained oracle"),
+    ("4-bit", "bitsandbytes load_in_4bit=True: FP4, blocks of 64, lm_head unquantized; also GPTQ, AWQ",
+     "FP4 bit-identical to bitsandbytes (blocks of 64), plus RTN absmax groups of 64, NF4, GPTQ/AWQ teaching versions; "
+     "embeddings and lm_head unquantized"),
+    ("8-bit", "bitsandbytes LLM.int8", "LLM.int8 (bitsandbytes) and RTN 8-bit"),
+    ("why it recovers", "quantization maps original and unlearned weights to the same grid points",
+     "the same, and (this series' finding, not the paper's) bf16 storage with a small LR lets only small weights "
+     "move, inside the 4-bit zero bin; the share of changed 4-bit codes measures it"),
+)
+
+
+def paper_vs_series() -> pd.DataFrame:
+    """:data:`PAPER_VS_SERIES` as a table: one row per aspect, the paper's set-up beside this series'."""
+    return pd.DataFrame(PAPER_VS_SERIES, columns=["aspect", "the paper (Zhang et al., 2025)", "this series"]).set_index("aspect")
+
+
 # --------------------------------------------------------------------------------------------------
 # the runner
 # --------------------------------------------------------------------------------------------------

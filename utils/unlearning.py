@@ -679,7 +679,7 @@ def unlearn(
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnlearnRecipe:
-    """The hyper-parameters of one unlearning run (shared notes §3: the small-LR bf16 regime).
+    """The hyper-parameters of one unlearning run (MUSE protocol by default: raw text, bf16, small constant LR).
 
     ``alpha=None`` means the method's default (:data:`DEFAULT_ALPHA`: GDR 1, KLR 1). ``forget_on`` picks
     what the forget/retain losses cover: ``"text"`` every token of the raw documents (MUSE's protocol),
@@ -688,7 +688,7 @@ class UnlearnRecipe:
 
     steps: int = 900
     lr: float = 2e-5
-    batch_size: int = 32
+    batch_size: int = 16
     alpha: float | None = None
     beta: float = DEFAULT_BETA
     precision: str = "bf16"
