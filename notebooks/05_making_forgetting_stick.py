@@ -127,7 +127,7 @@ print(f"notebook 03's recipe: {baseline_recipe}")
 pd.concat({m: recovery_table(baselines, m) for m in ("forget_acc", "forget_prob", "retain_acc")}, axis=1).round(2)
 
 # %% [markdown]
-# In full precision the constrained methods have forgotten most of the forget answers; after RTN 4-bit
+# In full precision the constrained methods have forgotten part of the forget answers; after RTN 4-bit
 # or FP4 the forget accuracy and probability return towards the target's (NF4, with its finer levels near
 # zero, keeps more — notebook 04, section 4b).
 #
@@ -151,7 +151,8 @@ pd.concat({m: recovery_table(baselines, m) for m in ("forget_acc", "forget_prob"
 #
 # `utils.sure.module_saliency` differentiates the forget log-likelihood (the GA loss; at the target, NPO's
 # gradient is exactly the same) with respect to every quantized `nn.Linear` weight, accumulated over all
-# forget facts in batches, and takes one norm per matrix. Embeddings and the output head are not
+# forget biographies (every token, as the unlearning loss covers them) in batches, and takes one norm
+# per matrix. Embeddings and the output head are not
 # candidates: no quantizer touches them, so an edit there would survive rounding trivially.
 
 # %%
@@ -353,7 +354,7 @@ for name, row in rivals.iterrows():
 # large learning rate — masked or not — makes forgetting survive 4-bit rounding, because the edit crosses
 # bin edges instead of hiding in the zero bin; (3) a mask needs a larger learning rate for the same
 # forgetting. What it **does not** show: that selectivity protects *utility*. A 3.3M-parameter model that
-# knows 400 facts has no general abilities to protect, and its retain set is memorised so well that no run
+# knows 440 facts has no general abilities to protect, and its retain set is memorised so well that no run
 # which forgets loses it; the paper's argument for the mask — limiting the collateral damage of a large
 # learning rate on a 7B model's general knowledge — cannot be tested here. Notebook 06 (larger models) is
 # the place to try.
@@ -455,8 +456,9 @@ display(claims.round(3))
 assert claims["holds"].all(), claims[~claims["holds"]]
 # 2. ... and it has forgotten: forget answer accuracy <= 0.2 at full precision and after each 4-bit format
 assert (sure_cells.loc[[FULL, *FOUR_BIT], "forget_acc"] <= 0.2).all(), sure_cells["forget_acc"]
-# 3. Utility: retain answer accuracy >= 0.9 at full precision and after each 4-bit format
-assert (sure_cells.loc[[FULL, *FOUR_BIT], "retain_acc"] >= 0.9).all(), sure_cells["retain_acc"]
+# 3. Utility: retain answer accuracy >= 0.85 x the target's at full precision and after each 4-bit format
+target_cells = grid[grid["model"] == "target"].set_index("precision")
+assert (sure_cells.loc[[FULL, *FOUR_BIT], "retain_acc"] >= 0.85 * target_cells.loc[[FULL, *FOUR_BIT], "retain_acc"]).all(), sure_cells["retain_acc"]
 # 4. The mask: exactly the selected weights changed; every other parameter is bit-identical to the target in bf16
 assert sorted(changed) == sorted(mask_parameter_names(sure_modules)), changed
 # 5. The problem SURE fixes is there: the small-LR constrained method's forget accuracy rises by >= 0.1 after RTN 4-bit
