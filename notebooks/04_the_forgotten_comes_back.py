@@ -303,7 +303,7 @@ display(explorer)
 # %%
 goal = final_metric(unlearned[CONTROL_METHOD])
 match = match_fp32_lr(world, CONTROL_METHOD, goal, DEFAULT_FP32_LRS, recipe=recipe, seed=cfg.seed, cache_dir=cfg.cache_dir,
-                      device=device, precision=CONTROL_PRECISION, refine=0)  # fmt: skip
+                      device=device, precision=CONTROL_PRECISION, refine=1)  # fmt: skip
 plot_lr_search(match.table, goal, title=f"{CONTROL_METHOD} in fp32: matching the bf16 run's forgetting")
 plt.show()
 print(f"bf16 run (lr {recipe.lr:.0e}): forget accuracy {goal:.3f}; fp32 candidates tried, in order:")
@@ -323,9 +323,9 @@ recovery_table(comparison, "knowmem_forget_acc", [FULL, *EIGHT_BIT, *FOUR_BIT]).
 
 # %% [markdown]
 # With fp32 weights, the forgetting **survives** RTN and FP4 rounding; with bf16 weights it does not.
-# (The search walks from lr 1e-6 until it straddles the bf16 run's forget accuracy — two runs with every
-# seed we tried — and keeps the closer one: the match is approximate, the claim below allows for it; pass
-# `refine=1` to also try the midpoint.) Where did the fp32 edit go?
+# (The search walks from lr 1e-6 until it straddles the bf16 run's forget accuracy, tries the geometric
+# midpoint of the bracket once (`refine=1`) and keeps the closest: the match is approximate, the claim
+# below allows for it.) Where did the fp32 edit go?
 # Everywhere: every weight moved a little, and the weights near a bin edge crossed it (notebook 01,
 # section 3: on average the edit survives rounding).
 
