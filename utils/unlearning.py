@@ -787,7 +787,7 @@ def unlearn_cached_result(
     and retain examples, method, recipe, seed), saved with :func:`utils.models.atomic_save_dir` together
     with its history (``history.json``) and settings (``unlearn.json``); a folder whose manifest does not
     match is rebuilt, and a file lock makes concurrent callers wait for one build. The history records
-    the forget/retain answer metrics of the QA facts (whatever ``forget_on`` is).
+    the answer metrics of the KnowMem forget and utility questions (never trained on, whatever ``forget_on`` is).
     """
     check_method(method)
     check_range("seed", seed, 0, integer=True)
