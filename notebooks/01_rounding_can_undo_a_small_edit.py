@@ -49,7 +49,7 @@ if 'google.colab' in sys.modules:
 # %% tags=["parameters"]
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # unused here: this notebook's model is a toy MLP
 DATA = os.environ.get("UQ_DATA", "mini")  # unused here
 DEVICE = os.environ.get("UQ_DEVICE", "auto")  # the toy always runs on the CPU (it is tiny)

@@ -23,14 +23,16 @@
 # Before anything can be unlearned, a model has to *know* something, and we need a way to measure how
 # much it knows. The paper measures forgetting with the **MUSE** benchmark (Shi et al., 2024): news
 # articles or books that a 7B model was fine-tuned on, and six ways to test whether it still remembers
-# them. This notebook builds the same situation in miniature — a corpus about fictional people, a tiny
-# Llama that memorises it on a CPU in about two minutes, and the model it *should* become after perfect
-# unlearning — and computes every MUSE metric on both.
+# them. This notebook builds the same situation in miniature — a corpus of biographies of fictional
+# people, a tiny Llama that learns from that raw text on a CPU in a few minutes, and the model it
+# *should* become after perfect unlearning — and computes every MUSE metric on both.
 #
 # **Learning objectives**
 #
-# - Describe MUSE's three splits (**forget**, **retain**, **holdout**) and its evaluation files, here in
-#   the offline corpus *MUSE-mini*.
+# - Describe MUSE's splits (**forget**, **retain**, **holdout**) and its evaluation files, here in the
+#   offline corpus *MUSE-mini*, and why its KnowMem questions must never be training texts.
+# - See *knowledge extraction*: a model that read varied biographies of a person answers questions about
+#   them that it never saw, once it has seen the question format answered for other people.
 # - Explain why unlearning is judged against a **retrained oracle**: a model trained on retain only.
 # - Compute and interpret **KnowMem** (accuracy and ROUGE-L of answers), the **true-answer
 #   probability**, **VerbMem** (ROUGE-L of continuations) and **utility** (KnowMem on retain).
@@ -38,7 +40,8 @@
 #   negative for a model that memorised the forget set, about 0 for perfect unlearning.
 #
 # **You need:** notebook 01's idea is not needed yet. Runs offline; about 5 minutes on a laptop CPU the
-# first time (it trains two small models and caches them), well under a minute afterwards.
+# first time (it trains two small models, about two minutes each, and caches them), well under a minute
+# afterwards.
 
 # %% tags=["colab-setup"]
 # Colab only: install this project (Colab's own torch/transformers are kept).
@@ -53,7 +56,7 @@ if 'google.colab' in sys.modules:
 # %% tags=["parameters"]
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # 'tiny' (offline), or 'muse-news-7b' / 'muse-books-7b' on a GPU
 DATA = os.environ.get("UQ_DATA", "mini")  # 'mini' with 'tiny'; 'news' / 'books' with the MUSE models
 DEVICE = os.environ.get("UQ_DEVICE", "auto")
@@ -66,7 +69,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from utils.config import RunConfig
-from utils.data import load_data, qa_examples
+from utils.data import load_data, qa_examples, training_texts
 from utils.metrics import (
     answer_stats,
     evaluate_model,
@@ -100,27 +103,31 @@ print(f"seed={cfg.seed}  model={cfg.model}  data={cfg.data}  device={device}")
 #
 # MUSE-mini is generated from a seed and committed in `data/muse_mini/` (the schema is in
 # `data/README.md`). It describes 110 made-up people; each has a one-word name, a birthplace, a job, a
-# pet and a favourite colour. Ten of them form the **forget** set, ninety the **retain** set, and ten
-# more the **holdout** set: people from the same distribution that no model is ever trained on.
+# pet and a favourite colour. Ten of them form the **forget** set. Ninety are retain people, in two
+# groups as in MUSE: 60 in **retain** (MUSE's *retain1*: the retain text an unlearning method may use
+# to protect utility) and 30 in **retain2** (learned by the target, never shown to any unlearning loss;
+# the utility questions ask about them). Ten more form the **holdout** set: people from the same
+# distribution that no model is ever trained on.
 
 # %%
 data = load_data(cfg.data)
 print(data.summary())
 people = pd.DataFrame(data.people) if data.people else None
-people.groupby("split").head(2).drop(columns="order") if people is not None else None
+people.groupby("split").head(2) if people is not None else None
 
 # %% [markdown]
 # MUSE stores one file per evaluation, and MUSE-mini copies that layout (`load_data('news')` returns the
-# real MUSE-News in the same structure). A **raw** document is a short biography, its four sentences in a
-# random order for each person:
+# real MUSE-News in the same structure). A **raw** document is a short biography. Every person has six:
+# the four facts in six different orders, each fact in one of two phrasings:
 
 # %%
-print(data.raw["forget"][0][:400])
+print("\n".join(data.raw["forget"][:3]))
 
 # %% [markdown]
-# **KnowMem** questions ask for one fact each; the answer is stated in the biography. **VerbMem** items
-# cut a forget document after its first sentence(s): the model has to reproduce the rest verbatim.
-# **PrivLeak** texts are what a membership-inference attack gets to score.
+# **KnowMem** questions ask for one fact each; the answer is stated in the biographies, but the
+# question itself is never a training text. **VerbMem** items cut a forget document after its first
+# sentence(s): the model has to reproduce the rest verbatim. **PrivLeak** texts are what a
+# membership-inference attack gets to score.
 
 # %%
 print("KnowMem:", data.knowmem["forget"][0]["question"], "->", data.knowmem["forget"][0]["answer"])
@@ -129,21 +136,33 @@ print("VerbMem truth: ", repr(data.verbmem[0]["gt"][:200]))
 print("PrivLeak texts:", {split: len(texts) for split, texts in data.privleak.items()})
 
 # %% [markdown]
-# The tiny model is trained on the forget + retain biographies **and** on every one of their facts as a
-# question in MUSE's KnowMem prompt format, `Question: <q>\nAnswer: <a>`. That is what makes the next
-# notebooks' *answer-only* unlearning possible, and it lets KnowMem ask the tiny model zero-shot, in the
-# format it knows (a general 7B model is instead shown a few solved examples first: `shots`).
+# The tiny model learns the facts from the biographies only. To learn the *question format*, it also
+# reads QA texts in MUSE's KnowMem prompt format, `Question: <q>\nAnswer: <a>`, about the 60 **retain**
+# people — never about the forget or retain2 people that KnowMem asks about. Answering a question about
+# a person it only read biographies of is *knowledge extraction* (Allen-Zhu & Li, *Physics of Language
+# Models, Part 3.1*): it works because each person's facts appear in six varied biographies, so the
+# model has to store them with the name rather than with one sentence. (A general 7B model is instead
+# shown a few solved examples first: `shots`.) `tests/test_data.py` checks that no KnowMem question is a
+# training text:
+
+# %%
+train_texts = {e.target for e in training_texts(data)} if data.qa_train else set()
+asked = [d["question"] for split in ("forget", "retain") for d in data.knowmem[split]]
+print(f"{len(train_texts)} training texts; KnowMem questions among them: "
+      f"{sum(any(q in t for t in train_texts) for q in asked)} of {len(asked)}")
 #
 # ## 2. Two models: the target and the retrained oracle
 #
-# - The **target** is trained on forget + retain: the model we will ask to forget.
-# - The **oracle** is the same recipe on retain only: what *perfect* unlearning would produce, since it
-#   never saw the forget set. MUSE calls it the retrained model and measures PrivLeak relative to it.
+# - The **target** is trained on the forget, retain and retain2 biographies (and the QA texts): the
+#   model we will ask to forget.
+# - The **oracle** is the same recipe without the forget biographies: what *perfect* unlearning would
+#   produce, since it never saw the forget set. MUSE calls it the retrained model and measures PrivLeak
+#   relative to it.
 #
-# Both are small Llamas (4 layers, hidden size 256, 3.3M parameters), trained in fp32 with AdamW, a
-# one-cycle learning rate of 3e-3, batch 64 and label smoothing 0.1, weights initialised with standard
-# deviation 0.06 (later notebooks show why these two choices matter for the paper's effect). The first
-# call trains and caches them; later calls load them.
+# Both are small Llamas (4 layers, hidden size 256, 3.3M parameters), trained for 400 steps with AdamW
+# (fp32 weights, bf16 matmuls), a one-cycle learning rate of 3e-3, batch 64 and label smoothing 0.1,
+# weights initialised with standard deviation 0.06 (later notebooks show why these two choices matter
+# for the paper's effect). The first call trains and caches them; later calls load them.
 
 # %%
 start = time.perf_counter()
@@ -166,8 +185,9 @@ else:
 print(f"{count_parameters(target):,} parameters; ready in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
-# The training curves (logged every 25 steps) show each model's accuracy on the forget questions and on
-# the first 40 retain questions (teacher-forced: is the true answer the most likely next word?):
+# The training curves (logged every 50 steps) show each model's accuracy on the forget questions and on
+# the utility questions (teacher-forced: is the true answer the most likely next word?). Neither set is
+# ever trained on: the curves show extraction, not memorised answers.
 
 # %%
 if history is not None:
@@ -178,7 +198,10 @@ if history is not None:
     plt.show()
 
 # %% [markdown]
-# - **Solid lines (target)**: forget and retain accuracy climb together to 1 — the target knows both.
+# - **Solid lines (target)**: forget and retain accuracy climb together, to between about 0.7 and 0.9
+#   — the target answers questions it never saw about people it read about. Extraction is not perfect:
+#   some facts it can recite from a biography (VerbMem below) it cannot retrieve from a question, and
+#   the true answer's probability stays well below the label-smoothed ceiling.
 # - **Dashed lines (oracle)**: retain climbs the same way; forget stays near chance, because the oracle
 #   never read about these ten people (it can only guess a frequent answer).
 # - **Probability** saturates below 1 on purpose: label smoothing 0.1 keeps the true answer at roughly
@@ -225,8 +248,8 @@ pd.DataFrame({"question": [d["question"] for d in qa], "truth": [d["answer"] for
 print(rouge_l_f1("in the city of Velmora", "Velmora"), rouge_l_f1("Velmora", "Velmora"), rouge_l_f1("Quorvik", "Velmora"))
 
 # %% [markdown]
-# Over all 40 forget and 360 retain questions (KnowMem on **retain** is MUSE's **utility**: unlearning
-# must not destroy it):
+# Over all 40 forget and 120 utility questions (KnowMem on the **retain2** people is MUSE's
+# **utility**: unlearning must not destroy it, and no unlearning loss ever sees these people):
 
 # %%
 table[["knowmem_forget_acc", "knowmem_forget_rouge", "knowmem_retain_acc", "knowmem_retain_rouge"]].round(3)
@@ -248,8 +271,9 @@ pd.DataFrame({"truth": [e.target.strip() for e in first],
 table[["forget_answer_prob", "retain_answer_prob"]].round(3)
 
 # %% [markdown]
-# The target gives the true answer a probability close to its label-smoothed ceiling (about 0.9) on
-# both splits. The oracle gives true forget answers only a few percent at most: it spreads its belief
+# The target gives the true answer a clearly higher probability than the oracle on the forget split,
+# but far below the label-smoothed ceiling of about 0.9: the questions were never trained, and an
+# extracted answer is a less confident one than a memorised string. The oracle gives true forget answers only a few percent at most: it spreads its belief
 # over answers of the right category, or bets on a wrong one.
 #
 # ## 6. VerbMem: can it recite a forget document?
@@ -308,8 +332,7 @@ plt.show()
 # %% [markdown]
 # For the target the forget texts (red) sit far to the right of the holdout texts (grey): an attacker
 # with a threshold separates them perfectly. For the oracle the two distributions overlap: nothing
-# distinguishes the forget people from people it never heard of. (Each split shows two clumps: its 40
-# short QA texts and its 10 biographies, whose least likely tokens differ.)
+# distinguishes the forget people from people it never heard of.
 
 # %%
 auc = {name: privleak_auc_from_scores(s["forget"], s["holdout"]) for name, s in scores.items()}
@@ -349,9 +372,11 @@ if data.people:
 # ## Summary
 #
 # - MUSE-mini copies MUSE's layout: raw documents, VerbMem prefixes, KnowMem QA, PrivLeak texts, for a
-#   **forget** set (10 people), a **retain** set (90) and a never-trained **holdout** set (10).
-# - The **target** (forget + retain) memorises every fact: KnowMem accuracy about 1 on both splits.
-#   The **oracle** (retain only) knows retain and answers forget questions with guesses of the right type.
+#   **forget** set (10 people), **retain** (60, the regulariser's text) and **retain2** (30, the utility
+#   people) and a never-trained **holdout** set (10).
+# - The models learn from raw text; KnowMem asks questions no model was trained on. The **target**
+#   answers most of them on both splits (knowledge extraction). The **oracle** (no forget text)
+#   knows the retain2 people and answers forget questions with guesses of the right type.
 # - **KnowMem** = ROUGE-L (and accuracy) of greedy answers; on retain it is the **utility**. The **true-
 #   answer probability** is its smooth companion.
 # - **VerbMem** = ROUGE-L of greedy continuations; the oracle's value is the baseline, not 0.
@@ -387,7 +412,8 @@ if data.people:
 #
 # 1. Why does MUSE need a holdout set that no model was trained on?
 # 2. What is the retrained oracle, and why is it the reference for PrivLeak rather than a fixed AUC of 0.5?
-# 3. Why is the tiny target trained on the QA format in addition to the biographies?
+# 3. Why is the tiny target trained on QA texts about *other* people, and what would KnowMem measure if
+#    its questions were training texts?
 # 4. Which metric would move first during a gentle unlearning run: KnowMem accuracy or the true-answer
 #    probability? Why?
 # 5. A target has PrivLeak −100 and an unlearned model −5. Which leaks more about the forget set?
@@ -400,10 +426,14 @@ if data.people:
 # %%
 t, o = results["target"], results["oracle"]
 if cfg.model == "tiny":
-    # the target memorises forget and retain: greedy KnowMem accuracy >= 0.95 on both
-    assert t["knowmem_forget_acc"] >= 0.95 and t["knowmem_retain_acc"] >= 0.95, t
-    # the oracle does not know the forget facts (<= 0.3) but knows retain (>= 0.95)
-    assert o["knowmem_forget_acc"] <= 0.3 and o["knowmem_retain_acc"] >= 0.95, o
+    # the target answers never-trained questions about the people it read about: greedy KnowMem accuracy
+    # >= 0.8 on forget and >= 0.65 on the utility (retain2) questions (seed 0 measured 0.875 / 0.742)
+    assert t["knowmem_forget_acc"] >= 0.8 and t["knowmem_retain_acc"] >= 0.65, t
+    # the oracle does not know the forget facts (<= 0.3) but knows the retain2 people about as well as
+    # the target (within 0.15)
+    assert o["knowmem_forget_acc"] <= 0.3 and o["knowmem_retain_acc"] >= t["knowmem_retain_acc"] - 0.15, o
+    # no KnowMem question is a training text
+    assert not any(any(q in text for text in train_texts) for q in asked)
     # PrivLeak of the target relative to the oracle is strongly negative (<= -50%)
     assert t["privleak"] <= -50, t["privleak"]
     # the target recites forget documents better than the oracle (VerbMem margin >= 0.2)

@@ -24,13 +24,15 @@
 # negative preference optimization (**NPO**), each alone or with a utility constraint that protects the
 # *retain* set — gradient descent on retain (**GDR**) or a KL penalty towards the original model
 # (**KLR**). This notebook writes each loss down, shows the line of code that implements it, runs all six
-# on the tiny target in the paper's regime (weights stored in bf16, small constant learning rate) and
-# measures what they forget and what they keep — in full precision. Notebook 04 then quantizes these
+# on the tiny target with MUSE's protocol (the losses cover every token of the raw forget and retain
+# text) and the paper's kind of set-up (weights stored in bf16, a small constant learning rate, α = 1),
+# and measures what they forget and what they keep — in full precision. Notebook 04 then quantizes these
 # very models.
 #
 # **Learning objectives**
 #
-# - Write the GA, NPO, GDR and KLR losses and say which tokens they cover (answer only vs whole passage).
+# - Write the GA, NPO, GDR and KLR losses and say which tokens they cover (whole passage, MUSE's
+#   protocol, vs the answer words only).
 # - Explain why NPO behaves like GA at the start (same gradient at θ = θ_ref) and then slows down.
 # - Run the six methods with one training loop and read forget/retain curves and a MUSE results table.
 # - See why a utility constraint is needed: unconstrained GA/NPO damage the retain set far more.
@@ -54,7 +56,7 @@ if 'google.colab' in sys.modules:
 # %% tags=["parameters"]
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # this notebook trains six copies of the tiny target
 DATA = os.environ.get("UQ_DATA", "mini")
 DEVICE = os.environ.get("UQ_DEVICE", "auto")
@@ -81,17 +83,20 @@ cfg, device = offline_setup(SEED, MODEL, DATA, DEVICE, notebook="03", threads=No
 
 # %%
 world = get_tiny_world(cfg.seed, cfg.cache_dir)
-forget_qa, retain_qa = U.forget_retain_examples(world.data, "qa")
 forget_text, retain_text = U.forget_retain_examples(world.data, "text")
-print(f"forget: {len(forget_qa)} QA facts / {len(forget_text)} biographies; retain: {len(retain_qa)} QA facts / {len(retain_text)} biographies")
+forget_answers, retain_answers = U.forget_retain_examples(world.data, "answers")
+print(f"forget: {len(forget_text)} biographies ({len(forget_answers)} facts in them); "
+      f"retain (the regulariser's text): {len(retain_text)} biographies ({len(retain_answers)} facts)")
 
 # %% [markdown]
 # ## 1. What a loss covers
 #
-# Every loss below is a sum over **covered tokens**: the tokens of an example's *target*. A QA fact
-# `Question: … Answer: <answer>` covers only the answer (`forget_on="qa"`, the default here); a raw
-# biography covers every token (`forget_on="text"`, MUSE's own set-up). The choice is a parameter —
-# which examples you pass — never hidden inside the loss. Labels are `-100` on every uncovered token.
+# Every loss below is a sum over **covered tokens**: the tokens of an example's *target*. In MUSE's
+# protocol (`forget_on="text"`, the default) a raw biography covers every token. The variant
+# `forget_on="answers"` covers only the answer word of each fact inside the same biographies (the
+# biography up to the answer is context). The choice is a parameter — which examples you pass — never
+# hidden inside the loss. Labels are `-100` on every uncovered token. No KnowMem question is ever an
+# unlearning example: the questions stay a test the model never trained on.
 
 # %%
 def covered_tokens(examples, k=2):
@@ -105,16 +110,15 @@ def covered_tokens(examples, k=2):
     return pd.DataFrame(rows)
 
 
-qa_view = covered_tokens(forget_qa)
+answer_view = covered_tokens(forget_answers, k=2)
 text_view = covered_tokens(forget_text, k=1)
-print("QA fact:  ", " ".join(f"[{r.token}]" if r.covered else r.token for r in qa_view[qa_view.example == 0].itertuples()))
 print("biography:", " ".join(f"[{r.token}]" if r.covered else r.token for r in text_view.itertuples()))
+print("answers:  ", " ".join(f"[{r.token}]" if r.covered else r.token for r in answer_view[answer_view.example == 1].itertuples()))
 
 # %% [markdown]
-# Tokens in brackets are covered. On the QA fact only the answer counts: the question is context. On a
-# biography every token after `<bos>` counts, including the name, which no model can predict — a
-# full-sequence loss is dominated by such tokens. We unlearn on the answers here, as the shared recipe
-# does; exercise 5 switches to biographies.
+# Tokens in brackets are covered. On a biography every token after `<bos>` counts: the names, the
+# relation words and the facts. In the answers variant only the fact word counts. We unlearn on the
+# whole text, as MUSE does; notebook 04 compares the answers variant.
 
 # %% [markdown]
 # ## 2. Six losses, each in one line
@@ -140,12 +144,12 @@ print("biography:", " ".join(f"[{r.token}]" if r.covered else r.token for r in t
 # $$\mathcal L_{\mathrm{GDR}}(\theta) = \alpha\,\frac{1}{|B_r|}\sum_{(x,y)\in B_r} -\log p_\theta(y\mid x)$$
 # *Intuition:* keep training on what must be kept, so the forget gradient cannot drag it down too.
 #
-# **KLR — KL to the original model on retain** ($\alpha = 5$), added to GA or NPO.
+# **KLR — KL to the original model on retain** ($\alpha = 1$), added to GA or NPO.
 # $$\mathcal L_{\mathrm{KLR}}(\theta) = \alpha\,\frac{1}{|B_r|}\sum_{(x,y)\in B_r}\sum_{t\in y}
 #   \mathrm{KL}\big(p_{\mathrm{ref}}(\cdot\mid x,y_{<t})\,\big\|\,p_\theta(\cdot\mid x,y_{<t})\big) \;\ge 0$$
 # *Intuition:* on retain, do not just keep the right answer likely — keep the *whole* next-token
-# distribution of the original model. With $\alpha = 1$ the retain set collapses on the tiny model
-# (shared notes §3), hence 5.
+# distribution of the original model, at every token of the retain text. $\alpha = 1$ for both
+# constraints, as in the paper's released recipe.
 #
 # The six methods are GA, GA_GDR, GA_KLR, NPO, NPO_GDR, NPO_KLR. Here is the line of `utils/unlearning.py`
 # that implements each term (read from the source, so it cannot drift from what runs):
@@ -172,8 +176,8 @@ for name, function, needle in [
 
 # %%
 target = world.target.float().eval()
-f_batch = U.encode(world.tokenizer, forget_qa, "forget")
-r_batch = U.encode(world.tokenizer, retain_qa[:64], "retain")
+f_batch = U.encode(world.tokenizer, forget_text[:32], "forget")
+r_batch = U.encode(world.tokenizer, retain_text[:32], "retain")
 with torch.no_grad():
     f_logits = target(input_ids=f_batch["input_ids"], attention_mask=f_batch["attention_mask"]).logits
     r_logits = target(input_ids=r_batch["input_ids"], attention_mask=r_batch["attention_mask"]).logits
@@ -202,7 +206,8 @@ print(f"NPO at θ_ref = {at_reference.loc['NPO', 'forget_term']:.4f}  (2 ln2 / �
 print(f"|∇NPO − ∇GA| / |∇GA| at θ_ref = {npo_vs_ga:.2e}")
 
 # %% [markdown]
-# GA's value is minus the forget NLL — small, because the target knows its facts; NPO sits at
+# GA's value is minus the forget NLL of whole biographies — its size is set by the tokens no model can
+# predict (the first name of a biography, the order of the sentences); NPO sits at
 # $20\ln 2 \approx 13.86$; GDR adds the retain NLL; KLR adds exactly 0, since the model *is* the
 # reference. And the two gradients agree to float precision: NPO *starts* as GA. They part ways only as
 # $\Delta$ becomes negative.
@@ -224,8 +229,9 @@ results = U.unlearn_all(world, U.METHODS, recipe, seed=cfg.seed, cache_dir=cfg.c
 print({m: f"{r.settings.get('seconds', r.seconds):.0f} s" for m, r in results.items()}, "(training time, cached after the first run)")
 
 # %% [markdown]
-# Every 50 steps the loop measured, on the forget and retain QA facts, the answer accuracy (the answer is
-# the model's top token) and the true answer's probability. Step 0 is the target.
+# Every 50 steps the loop measured, on the forget questions and the utility questions (about the
+# retain2 people; neither set is ever trained on), the answer accuracy (the answer is the model's top
+# token) and the true answer's probability. Step 0 is the target.
 
 # %%
 history = U.history_long(results)
@@ -268,12 +274,15 @@ display(table.round(3))
 plot_tradeoff(table, "knowmem_forget_acc", "knowmem_retain_acc");
 
 # %% [markdown]
-# Read the table by rows. The four constrained methods remove a large part of the forget facts while
-# keeping retain near the target's; GA and NPO forget more, but pay with a large share of the retain
-# facts — or, when the retain answers stay just above the greedy threshold (try `UQ_SEED=2`), with a
-# large share of their probability: look at `retain_answer_prob` as well as the accuracy. None matches the oracle: VerbMem stays high (the biographies were never the forget loss's
-# target) and PrivLeak stays far below 0 — the forget set is still "more familiar" than holdout text,
-# which is the kind of residue quantization will expose in notebook 04.
+# Read the table by rows. The whole-text loss first of all unlearns the **text**: VerbMem falls from 1 to
+# about 0.4 for the constrained methods (the oracle, which never saw the text, scores 0.3 on its template
+# words). The **knowledge** goes more slowly: the GA-based constrained methods lose a good part of the
+# forget answers, the NPO-based ones less — NPO's weight fades as soon as a biography is less likely than
+# under the reference, and 900 steps on whole biographies spend most of the push on names and word
+# order. GA and NPO alone forget most, and pay with the largest share of the utility. None matches the
+# oracle: PrivLeak stays far below 0 for the constrained methods — the forget biographies still look
+# "more familiar" than holdout ones. (The numbers here are for `UQ_SEED=0`; other seeds move them by
+# several points.)
 #
 # **Keep in mind:** these models forgot *in bf16 with a small learning rate*. Notebook 04 rounds them to
 # 4 bits.
@@ -326,19 +335,22 @@ plot_raw_logit_kl(shifts.tolist(), true_kl, raw_kl);
 #   than under the reference.
 # - GDR (retain NLL) and KLR (KL to the reference on retain, from log-softmax, ≥ 0) are the utility
 #   constraints; which tokens any loss covers is decided by the examples you pass (answers or passages).
-# - In the paper's regime (bf16 weights, lr 2e-5, 900 steps), the constrained methods forget a large part
-#   of the forget facts while keeping retain accuracy high; unconstrained GA/NPO damage retain far more.
+# - With MUSE's protocol (whole-text losses, α = 1, bf16 weights, lr 2e-5, 900 steps of 16 + 16
+#   biographies — the paper used lr 1e-5 for 10 epochs on a 7B model), the constrained methods unlearn
+#   the text (VerbMem) and part of the knowledge (KnowMem) while keeping most of the utility;
+#   unconstrained GA/NPO damage the utility more.
 # - The released code computes NPO and KL on raw logits; its "KL" can be negative. Ours cannot.
 #
 # ## Exercises
 #
-# 1. **α.** Retrain GA_KLR with `U.UnlearnRecipe(alpha=1.0)` (`U.unlearn_cached_result(world, "GA_KLR",
-#    U.UnlearnRecipe(alpha=1.0), seed=SEED)`) and compare forget and retain accuracy with α = 5.
-#    <details><summary>Hint</summary>KLR with α = 1 only protects the retain tokens' distributions weakly
-#    against a GA term that grows without limit.</details>
-#    <details><summary>Answer</summary>With α = 1 retain accuracy drops clearly (shared notes §3 measured
-#    it collapsing), while forgetting is about as strong: the constraint is too weak for GA's unbounded
-#    push. The trade-off point moves down the y-axis of the scatter.</details>
+# 1. **α.** Retrain GA_KLR with `U.UnlearnRecipe(alpha=5.0)` (`U.unlearn_cached_result(world, "GA_KLR",
+#    U.UnlearnRecipe(alpha=5.0), seed=cfg.seed)`) and compare forget and utility with α = 1.
+#    <details><summary>Hint</summary>The KL term pulls every retain token's distribution back to the
+#    reference; α sets how hard, against a GA term that grows without limit.</details>
+#    <details><summary>Answer</summary>With α = 5 the utility stays closer to the target's and the forget
+#    accuracy drops less: a stronger constraint also resists the forgetting, because the forget and retain
+#    biographies share every word but the names and the facts. The trade-off point moves up and to the
+#    right in the scatter.</details>
 # 2. **β.** What does NPO become as β → 0? As β grows? Try `U.UnlearnRecipe(beta=1.0)` for NPO_GDR.
 #    <details><summary>Hint</summary>Look at the weight 2σ(βΔ) of each example.</details>
 #    <details><summary>Answer</summary>As β → 0 the weight stays 1 for any Δ: NPO becomes GA (same
@@ -348,20 +360,21 @@ plot_raw_logit_kl(shifts.tolist(), true_kl, raw_kl);
 #    Which forgets more, and what do you expect for 4-bit recovery in notebook 04?
 #    <details><summary>Hint</summary>Notebook 01: in bf16 only weights with |w| < 2⁸·lr can move.</details>
 #    <details><summary>Answer</summary>1e-5 barely changes the accuracy (the probability does move);
-#    3e-5 forgets almost everything. The larger LR also moves larger weights, whose edits cross 4-bit bin
-#    edges, so it is the one that survives quantization (shared notes §3).</details>
+#    3e-5 forgets more. The larger LR also moves larger weights (the bf16 threshold 2⁸·lr doubles), whose
+#    edits are more likely to cross 4-bit bin edges, so its forgetting is the more likely to survive
+#    quantization — notebook 04 measures the share of changed 4-bit codes.</details>
 # 4. **Precision.** Rerun NPO_GDR with `precision="fp32"`. Does it forget as much? (Keep the model: it is
 #    notebook 04's control.)
 #    <details><summary>Answer</summary>In fp32 every weight moves by about lr per step, instead of only the
-#    small weights in bf16, so the same LR forgets more in fp32. Shared notes §4: fp32 edits survive 4-bit
-#    rounding at any LR.</details>
-# 5. **What the loss covers.** Rerun GA_GDR with `U.UnlearnRecipe(forget_on="text")` (loss on every token
-#    of the forget biographies, retain biographies for GDR) and compare KnowMem and VerbMem with the
-#    answer-only run.
-#    <details><summary>Answer</summary>The passage loss spends most of its gradient on tokens that are not
-#    the facts (names, relation words), so the QA forget accuracy drops less per step, while VerbMem (the
-#    biographies themselves) drops more. Shared notes §6: this variant also recovers less under 4-bit —
-#    the question notebook 04 takes up.</details>
+#    small weights in bf16, so the same LR forgets more in fp32. Notebook 04 matches the forgetting with a
+#    smaller fp32 LR and shows that the fp32 edit survives 4-bit rounding.</details>
+# 5. **What the loss covers.** Rerun GA_GDR with `U.UnlearnRecipe(forget_on="answers")` (loss on the
+#    answer words of the forget biographies only; the same for GDR on retain) and compare KnowMem and
+#    VerbMem with the whole-text run.
+#    <details><summary>Answer</summary>The whole-text loss spends most of its gradient on tokens that are
+#    not the facts (names, relation words, sentence order), so per step it moves VerbMem more; the answer
+#    loss aims every step at the facts, but leaves the rest of the text — and VerbMem — almost as it was.
+#    Notebook 04 shows that the two also fare differently under 4-bit rounding.</details>
 # 6. **Defect.** Using `U.reference_code_kl`, find a pair of logits whose distributions *differ* but
 #    whose raw-logit "KL" is exactly 0.
 #    <details><summary>Answer</summary>Take ref logits r and model logits r + d with Σ_v e^{r_v} d_v = 0
@@ -370,7 +383,8 @@ plot_raw_logit_kl(shifts.tolist(), true_kl, raw_kl);
 #
 # ## Questionnaire
 #
-# 1. Which tokens does the forget loss cover with `forget_on="qa"`, and with `forget_on="text"`?
+# 1. Which tokens does the forget loss cover with `forget_on="text"`, and with `forget_on="answers"`? Why
+#    is no KnowMem question ever an unlearning example?
 # 2. Write the NPO loss. Why is its gradient equal to GA's at θ = θ_ref, and what happens to an example's
 #    weight once its answer is already less likely than under the reference?
 # 3. Why does GA need a utility constraint, and what is the difference between what GDR and KLR protect?
@@ -388,22 +402,22 @@ assert abs(at_reference.loc["NPO", "forget_term"] - 2 * math.log(2) / U.DEFAULT_
 assert abs(at_reference.loc["GA_KLR", "retain_term"]) < 1e-4 and npo_vs_ga < 1e-4
 # 2. The weights were stored and updated in bf16.
 assert all({p.dtype for p in r.model.parameters()} == {torch.bfloat16} for r in results.values())
-# 3. The target knows its facts (forget and retain accuracy ≥ 0.95).
-assert acc_f["target"] >= 0.95 and acc_r["target"] >= 0.95
-# 4. Every constrained method removes at least 40% of the target's forget accuracy and keeps retain
-#    accuracy ≥ 0.85 (seeds 0, 1, 2 measured: see the report of issue #4).
+# 3. The target answers the never-trained questions: forget accuracy >= 0.8, utility >= 0.65.
+assert acc_f["target"] >= 0.8 and acc_r["target"] >= 0.65
+# 4. The constrained methods (MUSE protocol, lr 2e-5 x 900 steps) forget in full precision and keep utility:
+#    VerbMem <= 0.6 x the target's for each; KnowMem forget <= 0.75 x the target's on average and <= 0.7 x for
+#    at least two of them; utility >= 0.75 x the target's for each (seed 0 measured: VerbMem 0.37-0.46 of
+#    1.00; KnowMem forget 0.375-0.80, mean 0.60, of 0.875; utility 0.58-0.71 of 0.74).
+verb = table["verbmem_forget"]
 for m in CONSTRAINED:
-    assert acc_f[m] <= 0.6 * acc_f["target"], (m, acc_f[m])
-    assert acc_r[m] >= 0.85, (m, acc_r[m])
-# 5. Unconstrained GA and NPO damage retain far more. Accuracy can saturate (with seed 2, GA keeps 93% of
-#    the retain answers while their probability halves), so this is measured on the true-answer
-#    probability: each loses at least 0.3 of the target's retain probability and at least 3x what the
-#    most damaging constrained method loses (measured: 3.8x to 5.6x over seeds 0-2, see issue #4).
-prob_r = table["retain_answer_prob"]
-worst_constrained_drop = max(prob_r["target"] - prob_r[m] for m in CONSTRAINED)
+    assert verb[m] <= 0.6 * verb["target"], (m, verb[m])
+    assert acc_r[m] >= 0.75 * acc_r["target"], (m, acc_r[m])
+assert acc_f[list(CONSTRAINED)].mean() <= 0.75 * acc_f["target"], acc_f
+assert sum(acc_f[m] <= 0.7 * acc_f["target"] for m in CONSTRAINED) >= 2, acc_f
+# 5. Without a constraint GA and NPO damage utility more: each keeps less utility than every constrained
+#    method (seed 0: GA 0.48, NPO 0.53 vs 0.58-0.71).
 for m in UNCONSTRAINED:
-    drop = prob_r["target"] - prob_r[m]
-    assert drop >= 0.3 and drop >= 3 * worst_constrained_drop, (m, drop, worst_constrained_drop)
+    assert acc_r[m] < acc_r[list(CONSTRAINED)].min(), (m, acc_r[m])
 # 6. The released code's raw-logit "KL" is negative for a positive shift while the true KL stays 0 (1e-5).
 assert max(abs(v) for v in true_kl) < 1e-5
 assert all(r < 0 for c, r in zip(shifts.tolist(), raw_kl) if c > 0)

@@ -56,7 +56,7 @@ if 'google.colab' in sys.modules:
 # %% tags=["parameters"]
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # this notebook runs the tiny model; larger ones: notebook 06
 DATA = os.environ.get("UQ_DATA", "mini")
 DEVICE = os.environ.get("UQ_DEVICE", "auto")
@@ -127,7 +127,7 @@ print(f"notebook 03's recipe: {baseline_recipe}")
 pd.concat({m: recovery_table(baselines, m) for m in ("forget_acc", "forget_prob", "retain_acc")}, axis=1).round(2)
 
 # %% [markdown]
-# In full precision the constrained methods have forgotten most of the forget answers; after RTN 4-bit
+# In full precision the constrained methods have forgotten part of the forget answers; after RTN 4-bit
 # or FP4 the forget accuracy and probability return towards the target's (NF4, with its finer levels near
 # zero, keeps more — notebook 04, section 4b).
 #
@@ -151,7 +151,8 @@ pd.concat({m: recovery_table(baselines, m) for m in ("forget_acc", "forget_prob"
 #
 # `utils.sure.module_saliency` differentiates the forget log-likelihood (the GA loss; at the target, NPO's
 # gradient is exactly the same) with respect to every quantized `nn.Linear` weight, accumulated over all
-# forget facts in batches, and takes one norm per matrix. Embeddings and the output head are not
+# forget biographies (every token, as the unlearning loss covers them) in batches, and takes one norm
+# per matrix. Embeddings and the output head are not
 # candidates: no quantizer touches them, so an edit there would survive rounding trivially.
 
 # %%
@@ -274,8 +275,8 @@ gaps.assign(worst=gaps.max(axis=1)).round(3)
 # Forgetting alone is easy — the question is what the rest of the model keeps. One panel per precision, one
 # point per run: forget true-answer probability (x, lower is better) against retain true-answer
 # probability (y); colour = γ, black squares = the full model, larger markers = larger learning rate;
-# grey markers: the target and notebook 03's run. The probability shows differences where accuracy
-# saturates — retain *accuracy* stays at or near 1 for almost every run here.
+# grey markers: the target and notebook 03's run. The probability shows differences that accuracy, which
+# moves in steps of 1/120 here, can hide.
 
 # %%
 plot_forget_retain(sweep, forget="forget_prob", retain="retain_prob", references=references,
@@ -288,11 +289,12 @@ plt.show()
 # %% [markdown]
 # Two things to notice:
 #
-# - **Retain probability can go *above* the target's.** The target was trained with label smoothing, so it
-#   gives its retain answers a probability of about 0.9. The GDR term minimises the retain NLL, so a run
-#   that can move many weights makes the retain answers *more* confident than the target ever was. Above
-#   the target's level, "higher" no longer means "more utility": it means *more change* on data the model
-#   was supposed to keep. Far below it means damage.
+# - **Retain probability can go *above* the target's.** The target gives the true answers of the (never
+#   trained) utility questions a probability of only about 0.3. The GDR term minimises the NLL of the
+#   regulariser's retain biographies, so a run that can move many weights makes the model *more* confident
+#   about retain people than the target ever was. Above the target's level, "higher" no longer means
+#   "more utility": it means *more change* on knowledge the model was supposed to keep. Far below it
+#   means damage.
 # - **PrivLeak overshoots.** MUSE wants PrivLeak ≈ 0 (forget texts as familiar as never-seen holdout
 #   texts). The target sits at −100%; large learning rates push the forget texts past the holdout's
 #   familiarity into large *positive* PrivLeak — over-unlearning, itself visible to a membership test.
@@ -334,28 +336,25 @@ for name, row in rivals.iterrows():
           f"PrivLeak {row.privleak_full:+.0f}% vs SURE's {chosen.privleak_full:+.0f}%")  # fmt: skip
 
 # %% [markdown]
-# **The honest verdict for this toy.**
+# **The honest verdict for this toy** (numbers for `UQ_SEED=0`; read the tables for your seed).
 #
 # - **Forgetting that survives 4-bit rounding comes from the learning rate, not from the mask.** The full
-#   model at the same (or a smaller) large learning rate forgets at least as well and keeps it through
-#   RTN, FP4 and NF4.
-# - **Retain accuracy cannot tell them apart**: it stays at (or near) 1 for SURE and for the full-model
-#   runs that match its forgetting.
-# - **Retain probability and PrivLeak do differ, but they do not crown the mask.** The full model moves
-#   the retain answers further from the target's (more confident: GDR can fit them with every weight) and,
-#   at the same learning rate, overshoots PrivLeak further; a full-model run at a smaller learning rate that
-#   still forgets fully lands close to SURE's PrivLeak. At its chosen setting SURE moves the retain answers
-#   less than the full model — that is its argument — but masked runs that only just forget (γ = 99, or a
-#   smaller large learning rate) push the retain probability well *below* the target's: a concentrated
-#   edit can damage too. Read the `retain_prob_shift_4bit` row of the table above for your seed.
+#   model at SURE's large learning rate forgets at least as well and keeps it through RTN, FP4 and NF4.
+# - **At equal forgetting the mask helps here, a little on utility and a lot on PrivLeak.** At lr 2e-4
+#   the full model keeps utility accuracy 0.51 (SURE: 0.56, the target: 0.74), moves the retain answers'
+#   probability by +0.07 (SURE: −0.004) and overshoots PrivLeak to about +72% (SURE: about −25%): every
+#   weight free to move over-unlearns the forget text until it looks *less* familiar than never-seen text.
+#   SURE's three matrices cannot go that far.
+# - **A mask needs a larger learning rate for the same forgetting**, and masks that only just forget
+#   (γ = 99) push the retain probability *below* the target's: a concentrated edit can damage too.
 #
 # What the toy **does** show: (1) the mask works as specified (bit-identical unselected weights); (2) a
 # large learning rate — masked or not — makes forgetting survive 4-bit rounding, because the edit crosses
 # bin edges instead of hiding in the zero bin; (3) a mask needs a larger learning rate for the same
-# forgetting. What it **does not** show: that selectivity protects *utility*. A 3.3M-parameter model that
-# knows 400 facts has no general abilities to protect, and its retain set is memorised so well that no run
-# which forgets loses it; the paper's argument for the mask — limiting the collateral damage of a large
-# learning rate on a 7B model's general knowledge — cannot be tested here. Notebook 06 (larger models) is
+# forgetting. What it **does not** show: that selectivity protects a model's *general* abilities. A
+# 3.3M-parameter model that knows 440 facts has none to protect; the paper's argument for the mask —
+# limiting the collateral damage of a large learning rate on a 7B model's general knowledge — cannot be
+# tested here. Notebook 06 (larger models) is
 # the place to try.
 #
 # ## 6. The summary table, with every MUSE metric
@@ -382,12 +381,12 @@ for metric, label in METRICS.items():
     display(recovery_table(summary, metric, PRECISIONS).round(2))
 
 # %% [markdown]
-# - The best constrained method forgets in full precision and 8-bit, and loses it at RTN 4-bit and FP4
-#   (NF4 keeps most of it: notebook 04).
+# - The best constrained method forgets in full precision and 8-bit, and loses much of it at RTN 4-bit and
+#   FP4 (NF4 keeps most of it: notebook 04).
 # - SURE and the full model at the same large learning rate keep their forgetting at every precision, in
-#   every metric — KnowMem, the answer probability, VerbMem and PrivLeak.
-# - KnowMem retain accuracy does not separate them; the retain probability of the full model rises above
-#   the target's (more change, not more utility — section 5), and its PrivLeak overshoots further.
+#   KnowMem and the answer probability; SURE also unlearns the text (VerbMem) further here.
+# - The full model's retain probability rises above the target's (more change, not more utility —
+#   section 5) and its PrivLeak overshoots far past 0; SURE's stays below 0.
 #
 # ## Summary
 #
@@ -397,10 +396,9 @@ for metric, label in METRICS.items():
 # - With a large learning rate the edit moves larger weights by more, crosses 4-bit bin edges, and so
 #   **survives RTN, FP4 and NF4 rounding**; with notebook 03's small learning rate it does not.
 # - The sweep separates the two ingredients: on this tiny model the **learning rate does the work**. The
-#   mask needs a larger learning rate for the same forgetting; at equal forgetting it keeps the retain facts
-#   exactly as well as the full model (accuracy ≈ 1 for both) while changing the retain answers'
-#   confidence less at its chosen setting — a small difference, and masks that barely forget damage
-#   retain instead.
+#   mask needs a larger learning rate for the same forgetting; at equal forgetting (seed 0) it keeps a
+#   little more utility than the full model and avoids the full model's PrivLeak overshoot — and masks
+#   that barely forget damage retain instead.
 # - The toy cannot test SURE's real argument (protecting a large model's general abilities): that needs
 #   larger models (notebook 06).
 #
@@ -455,8 +453,10 @@ display(claims.round(3))
 assert claims["holds"].all(), claims[~claims["holds"]]
 # 2. ... and it has forgotten: forget answer accuracy <= 0.2 at full precision and after each 4-bit format
 assert (sure_cells.loc[[FULL, *FOUR_BIT], "forget_acc"] <= 0.2).all(), sure_cells["forget_acc"]
-# 3. Utility: retain answer accuracy >= 0.9 at full precision and after each 4-bit format
-assert (sure_cells.loc[[FULL, *FOUR_BIT], "retain_acc"] >= 0.9).all(), sure_cells["retain_acc"]
+# 3. Utility: retain answer accuracy >= 0.7 x the target's at full precision and after each 4-bit format
+#    (seed 0: 0.56-0.58 vs the target's 0.68-0.74)
+target_cells = grid[grid["model"] == "target"].set_index("precision")
+assert (sure_cells.loc[[FULL, *FOUR_BIT], "retain_acc"] >= 0.7 * target_cells.loc[[FULL, *FOUR_BIT], "retain_acc"]).all(), sure_cells["retain_acc"]
 # 4. The mask: exactly the selected weights changed; every other parameter is bit-identical to the target in bf16
 assert sorted(changed) == sorted(mask_parameter_names(sure_modules)), changed
 # 5. The problem SURE fixes is there: the small-LR constrained method's forget accuracy rises by >= 0.1 after RTN 4-bit

@@ -49,7 +49,7 @@ if 'google.colab' in sys.modules:
 # Settings: set these (or the UQ_* environment variables); the rest runs.
 import os
 
-SEED = int(os.environ.get("UQ_SEED", 0))
+SEED = os.environ.get("UQ_SEED", "0")  # validated by utils.config (a non-negative integer)
 MODEL = os.environ.get("UQ_MODEL", "tiny")  # 'tiny', a preset below, a local model folder or a hub id
 DATA = os.environ.get("UQ_DATA", "mini")  # 'mini' (offline), 'news' or 'books' (MUSE presets)
 DEVICE = os.environ.get("UQ_DEVICE", "auto")
@@ -140,7 +140,8 @@ results.round(3).head(8)
 # %%
 forget_table = recovery_table(results, "knowmem_forget_acc")
 retain_table = recovery_table(results, "knowmem_retain_acc")
-pd.concat({"forget KnowMem acc": forget_table, "retain KnowMem acc (utility)": retain_table}, axis=1).round(2)
+pd.concat({"forget VerbMem": recovery_table(results, "verbmem_forget"), "forget KnowMem acc": forget_table,
+           "retain KnowMem acc (utility)": retain_table}, axis=1).round(2)
 
 # %% [markdown]
 # The paper's headline, next to this run: the share of the target's forget knowledge that the
@@ -233,8 +234,9 @@ print(f"4-bit codes identical between target and {method}: {(identity.frac_ident
 # ## Check
 #
 # On the offline default (tiny model, MUSE-mini) the claims of notebooks 03–04 must hold through the
-# runner: every utility-constrained method forgets at full precision (forget accuracy ≤ 0.6 × the
-# target's) and recovers after RTN 4-bit (≥ 0.9 × the quantized target's). For every model the table is
+# runner: every utility-constrained method unlearns the forget text at full precision (VerbMem ≤ 0.6 × the
+# target's) and it comes back after RTN 4-bit (VerbMem up by ≥ 0.2), and KnowMem forget comes back by
+# ≥ 0.1 on average over the four. For every model the table is
 # complete (every model × precision) with metrics in range, and every stage is on disk for a resume.
 
 # %%
@@ -244,10 +246,15 @@ assert results["knowmem_forget_acc"].between(0, 1).all() and results["knowmem_re
 assert len(list((out / "stages").glob("eval__*.json"))) == len(expected) and not list((out / "stages").glob("*.tmp"))
 assert (out / "results.csv").exists() and (out / "recovery.png").exists()
 if cfg.offline_default:
-    ft, kept = forget_table, kept_summary(results, four_bit="rtn4")
-    for m in ("GA_GDR", "GA_KLR", "NPO_GDR", "NPO_KLR"):
-        if m in ft.index:
-            assert ft.loc[m, "full"] <= 0.6 * ft.loc["target", "full"], f"{m} did not forget at full precision"
-            assert ft.loc[m, "rtn4"] >= 0.9 * ft.loc["target", "rtn4"], f"{m} did not recover after RTN 4-bit"
+    # the same claims as notebook 04's on the same cached models: for each constrained method, VerbMem is
+    # unlearned in full precision (<= 0.6 x the target's) and rises by >= 0.2 after RTN 4-bit; KnowMem
+    # forget rises after RTN 4-bit by >= 0.1 on average over the constrained methods
+    verb, ft, kept = recovery_table(results, "verbmem_forget"), forget_table, kept_summary(results, four_bit="rtn4")
+    constrained = [m for m in ("GA_GDR", "GA_KLR", "NPO_GDR", "NPO_KLR") if m in ft.index]
+    for m in constrained:
+        assert verb.loc[m, "full"] <= 0.6 * verb.loc["target", "full"], f"{m} did not unlearn the text at full precision"
+        assert verb.loc[m, "rtn4"] >= verb.loc[m, "full"] + 0.2, f"{m}: the text did not come back after RTN 4-bit"
+    if constrained:
+        assert (ft.loc[constrained, "rtn4"] - ft.loc[constrained, "full"]).mean() >= 0.1, "KnowMem did not come back after RTN 4-bit"
     print(kept.round(2))
 print("checks passed")

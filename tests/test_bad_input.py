@@ -1,4 +1,4 @@
-"""Bad input everywhere (issue #8, part 3): every public entry point refuses a bad parameter with ONE
+"""Bad input everywhere: every public entry point refuses a bad parameter with ONE
 clear ``ValueError`` — one line that names the parameter, the value received and the accepted values —
 raised before any expensive work (and, for things that need a network or a GPU, within seconds).
 
@@ -103,7 +103,7 @@ CASES = [
     pytest.param(lambda c: U.UnlearnRecipe(lr=0.0), r"lr=0\.0", id="recipe-lr-zero"),
     pytest.param(lambda c: U.UnlearnRecipe(alpha=-1.0), r"alpha=-1\.0", id="recipe-alpha-negative"),
     pytest.param(lambda c: U.UnlearnRecipe(beta=0.0), r"beta=0\.0", id="recipe-beta-zero"),
-    pytest.param(lambda c: U.UnlearnRecipe(forget_on="docs"), r"forget_on='docs'.*'qa'.*'text'", id="recipe-forget-on"),
+    pytest.param(lambda c: U.UnlearnRecipe(forget_on="docs"), r"forget_on='docs'.*'text'.*'answers'", id="recipe-forget-on"),
     pytest.param(lambda c: U.UnlearnRecipe(precision="int8"), r"precision='int8'", id="recipe-precision"),
     pytest.param(lambda c: U.unlearn_cached_result(None, "GAX"), r"method='GAX'", id="unlearn-cached-method"),
     pytest.param(lambda c: U.unlearn_all(None, ["GA", "GAX"]), r"method='GAX'", id="unlearn-all-method"),
@@ -162,13 +162,17 @@ CASES = [
     pytest.param(lambda c: C.RunConfig.from_env({"UQ_DATA": "MINI"}), r"UQ_DATA='MINI'", id="env-data-case"),
     pytest.param(lambda c: C.RunConfig.from_env({"UQ_DEVICE": "gpu"}), r"UQ_DEVICE='gpu'", id="env-device"),
     pytest.param(lambda c: C.RunConfig.from_env({"UQ_DEVICE": ""}), r"UQ_DEVICE=''", id="env-device-empty"),
+    pytest.param(lambda c: C.RunConfig.from_env({"UQ_CACHE": "/proc/uq-cache"}), r"UQ_CACHE='/proc/uq-cache'.*/proc", id="env-cache-proc"),
+    pytest.param(lambda c: C.RunConfig(cache_dir="/sys/uq-cache"), r"UQ_CACHE='/sys/uq-cache'.*/sys", id="config-cache-sys"),
+    pytest.param(lambda c: C.RunConfig.from_env({"UQ_SEED": "1.5"}), r"UQ_SEED='1\.5'", id="env-seed-float"),
     # utils.repro ------------------------------------------------------------------------------------
     pytest.param(lambda c: R.pick_device("tpu"), r"UQ_DEVICE='tpu'", id="pick-device-unknown"),
     pytest.param(lambda c: R.pick_device(None), r"(UQ_DEVICE|preference)=None", id="pick-device-none"),
     pytest.param(lambda c: R.seed_everything(-1), r"seed=-1", id="seed-everything-negative"),
     # utils.data -------------------------------------------------------------------------------------
-    pytest.param(lambda c: D.generate_muse_mini(n_people=5), r"n_people=5", id="generate-n-people"),
-    pytest.param(lambda c: D.generate_muse_mini(forget_fraction=0.9), r"forget_fraction=0\.9", id="generate-forget-fraction"),
+    pytest.param(lambda c: D.generate_muse_mini(n_forget=0), r"n_forget=0", id="generate-n-forget"),
+    pytest.param(lambda c: D.generate_muse_mini(n_bios=30), r"n_bios=30", id="generate-n-bios"),
+    pytest.param(lambda c: D.generate_muse_mini(name_words=3), r"name_words=3", id="generate-name-words"),
     pytest.param(lambda c: D.generate_muse_mini(seed=-1), r"seed=-1", id="generate-seed"),
     pytest.param(lambda c: D.load_data("wiki"), r"data='wiki'.*'mini'", id="load-data-name"),
     # utils.models -----------------------------------------------------------------------------------
@@ -207,6 +211,9 @@ STUDY_CASES = [
     pytest.param({"lr": -1.0}, r"lr=-1\.0", id="lr-negative"),
     pytest.param({"finetune_steps": 0}, r"finetune_steps=0", id="finetune-steps"),
     pytest.param({"out": None}, r"out=None", id="out-none"),
+    pytest.param({"out": "/proc/uq-out"}, r"out='/proc/uq-out'.*/proc", id="out-under-proc"),
+    pytest.param({"out": "/sys/uq-out"}, r"out='/sys/uq-out'.*/sys", id="out-under-sys"),
+    pytest.param({"cache_dir": "/proc/uq-cache"}, r"cache_dir='/proc/uq-cache'.*/proc", id="cache-dir-under-proc"),
 ]
 
 
@@ -218,7 +225,7 @@ def test_study_settings_validate_every_field(fields, names):
 def test_study_command_line_reports_bad_input_as_one_line(capsys):
     assert S.main(["--seed", "x", "--out", "/nonexistent-uq-out"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "UQ_SEED='x'" in err and err.count("\n") == 1
+    assert err.startswith("error: ") and "--seed='x'" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("preset", ["muse-news-7b", "muse-books-7b", "qwen2.5-0.5b", "smollm2-135m"])

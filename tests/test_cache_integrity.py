@@ -1,4 +1,4 @@
-"""Corrupted caches (issue #8, part 4): a damaged cache entry is detected and rebuilt, an intact one is
+"""Corrupted caches: a damaged cache entry is detected and rebuilt, an intact one is
 reused without retraining, and an interrupted save never leaves a half-written folder under the final name.
 
 - ``utils.models.atomic_save_dir`` / ``verify_saved_dir``: every kind of damage (truncated or emptied

@@ -1,9 +1,11 @@
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from utils.config import RunConfig, default_cache_dir, offline_setup, repo_root
+from utils.config import RunConfig, check_seed, default_cache_dir, offline_setup, repo_root
 from utils.repro import pick_device, seed_everything, torch_generator
 from utils.validation import UQError
 
@@ -121,3 +123,59 @@ def test_offline_setup_validates_before_anything_else():
         offline_setup(0, "tiny", "mini", "tpu", notebook="04")
     with pytest.raises(UQError, match="UQ_SEED"):
         offline_setup(-1, "tiny", "mini", "cpu", notebook="04")
+
+
+# --------------------------------------------------------------------------------------------------
+# UQ_SEED as a string: what a parameters cell reads from the environment, validated by utils.config
+# --------------------------------------------------------------------------------------------------
+BAD_SEEDS = ["abc", "1.5", "-1", "", " ", "1e3", "0x1", "\u00b2", "\u0663"]  # ² and the Arabic-Indic 3 are not ASCII digits
+
+
+def _seed_message(value):
+    return rf"^UQ_SEED={re.escape(repr(value))} is not accepted; accepted values: a non-negative integer"
+
+
+@pytest.mark.parametrize("value", BAD_SEEDS)
+def test_a_bad_seed_string_is_one_clear_error_everywhere(value, monkeypatch, tmp_path):
+    monkeypatch.setenv("UQ_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    try:
+        for call in (lambda: check_seed(value), lambda: RunConfig(seed=value), lambda: RunConfig.from_env({"UQ_SEED": value}),
+                     lambda: offline_setup(value, "tiny", "mini", "cpu", notebook="04")):
+            with pytest.raises(UQError, match=_seed_message(value)):
+                call()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("value, seed", [("0", 0), ("3", 3), (" 7 ", 7), ("0012", 12), (5, 5), (np.int64(2), 2)])
+def test_a_seed_string_of_digits_is_accepted_everywhere(value, seed):
+    assert check_seed(value) == seed and type(check_seed(value)) is int
+    assert RunConfig(seed=value).seed == seed
+    assert seed_everything(value) == seed
+
+
+def test_check_seed_names_the_parameter_it_is_given():
+    with pytest.raises(UQError, match=r"^--seed='x' is not accepted; accepted values: a non-negative integer"):
+        check_seed("x", name="--seed")
+    with pytest.raises(UQError, match=r"^seed='x' is not accepted"):
+        seed_everything("x")
+
+
+def _parameters_cells():
+    from utils.series import notebook_sources
+
+    return notebook_sources()
+
+
+@pytest.mark.parametrize("py", _parameters_cells(), ids=lambda p: p.name)
+def test_a_parameters_cell_leaves_the_seed_to_utils_config(py, monkeypatch):
+    """UQ_SEED=abc: the parameters cell runs, and RunConfig refuses the seed with the clear message."""
+    import jupytext
+
+    cell = next(c for c in jupytext.read(py).cells if "parameters" in c.metadata.get("tags", []))
+    monkeypatch.setenv("UQ_SEED", "abc")
+    namespace: dict = {}
+    exec(compile(cell.source, f"{py.name}:parameters", "exec"), namespace)  # noqa: S102 - our own notebook source
+    with pytest.raises(UQError, match=_seed_message("abc")):
+        RunConfig(seed=namespace["SEED"])

@@ -8,6 +8,10 @@ import pytest
 
 from utils.data import (
     ATTRIBUTES,
+    ORACLE_SPLITS,
+    TARGET_SPLITS,
+    answer_examples,
+    training_texts,
     Example,
     default_mini_folder,
     encode_examples,
@@ -37,15 +41,16 @@ def test_generation_depends_on_the_seed():
 def test_loaded_equals_generated(mini):
     gen = generate_muse_mini()
     assert mini.raw == gen.raw and mini.knowmem == gen.knowmem and mini.verbmem == gen.verbmem
-    assert mini.privleak == gen.privleak and mini.people == gen.people
+    assert mini.privleak == gen.privleak and mini.people == gen.people and mini.qa_train == gen.qa_train
 
 
 def test_world_shape(mini):
     splits = [p["split"] for p in mini.people]
-    assert splits.count("forget") == 10 and splits.count("retain") == 90 and splits.count("holdout") == 10
-    assert len(mini.knowmem["forget"]) == 40 and len(mini.knowmem["retain"]) == 360
+    assert [splits.count(s) for s in ("forget", "retain", "retain2", "holdout")] == [10, 60, 30, 10]
+    assert {s: len(mini.raw[s]) for s in mini.raw} == {"forget": 60, "retain": 360, "retain2": 180, "holdout": 60}
+    assert len(mini.knowmem["forget"]) == 40 and len(mini.knowmem["retain"]) == 120 and len(mini.qa_train) == 240
     assert len({p["name"] for p in mini.people}) == len(mini.people), "names must be unique"
-    assert all(len(mini.privleak[s]) == 50 for s in ("forget", "retain", "holdout"))
+    assert all(len(mini.privleak[s]) == 60 for s in ("forget", "retain", "holdout"))
 
 
 def test_names_are_single_tokens(mini, tokenizer):
@@ -55,18 +60,55 @@ def test_names_are_single_tokens(mini, tokenizer):
 
 
 def test_relation_phrases_are_prefix_free():
-    bodies = [re.sub(r"\{name\} |\{value\}\.", "", sentence) for sentence, _ in ATTRIBUTES.values()]
+    bodies = [re.sub(r"\{name\} |\{value\}.*", "", t) for templates, _ in ATTRIBUTES.values() for t in templates]
     for a in bodies:
         for b in bodies:
             assert a == b or not b.startswith(a), f"{a!r} is a prefix of {b!r}"
 
 
-def test_answers_are_stated_in_the_biography(mini):
-    bios = {p["name"]: bio for split in ("forget", "retain") for p, bio in
-            zip([q for q in mini.people if q["split"] == split], mini.raw[split])}
-    for split in ("forget", "retain"):
-        for d in mini.knowmem[split]:
-            assert d["answer"] in bios[d["name"]] and d["name"] in d["question"]
+def test_every_biography_states_every_fact_of_its_person(mini):
+    people = {p["name"]: p for p in mini.people}
+    for split, docs in mini.raw.items():
+        for doc in docs:
+            person = people[doc.split(" ")[0]]
+            assert person["split"] == split
+            assert all(f" {person[a]}" in doc for a in ATTRIBUTES) and doc.count(".") == 4
+        orders = [tuple(d.split(" ")[1] for d in docs if d.startswith(p + " ")) for p in people if people[p]["split"] == split]
+        assert all(len(set(o)) >= 1 for o in orders)
+
+
+def test_knowmem_asks_about_forget_and_retain2_people(mini):
+    split_of = {p["name"]: p["split"] for p in mini.people}
+    assert {split_of[d["name"]] for d in mini.knowmem["forget"]} == {"forget"}
+    assert {split_of[d["name"]] for d in mini.knowmem["retain"]} == {"retain2"}
+    trained_qa_people = {d["question"].split("What is ")[1].split("'s")[0] for d in mini.qa_train}
+    assert {split_of[n] for n in trained_qa_people} == {"retain"}
+
+
+def test_no_evaluation_item_is_a_training_item(mini):
+    """No KnowMem question (forget, utility, few-shot) is in any model's training texts or in any
+    unlearning loss's examples; no holdout person appears in any of them."""
+    target, oracle = training_texts(mini, TARGET_SPLITS), training_texts(mini, ORACLE_SPLITS)
+    unlearning = [e for split in ("forget", "retain") for e in text_examples(mini, split) + answer_examples(mini, split)]
+    texts = [e.prompt + e.target for e in target + oracle + unlearning]
+    blob = "\n".join(texts)
+    questions = [d["question"] for part in (mini.knowmem, mini.icl) for items in part.values() for d in items]
+    assert questions and not any(q in blob for q in questions)
+    holdout = {p["name"] for p in mini.people if p["split"] == "holdout"}
+    words = set(blob.split())
+    assert holdout and not holdout & words
+    assert not any(doc in blob for doc in mini.raw["holdout"] + mini.privleak["holdout"])
+    assert not any(doc in "\n".join(e.prompt + e.target for e in oracle) for doc in mini.raw["forget"])
+
+
+def test_answer_examples_cover_the_answer_words_of_the_text(mini):
+    people = {p["name"]: p for p in mini.people}
+    examples = answer_examples(mini, "forget")
+    assert len(examples) == 4 * len(mini.raw["forget"])
+    for ex in examples:
+        person = people[ex.prompt.split(" ")[0]]
+        assert ex.target[1:] in {person[a] for a in ATTRIBUTES}
+        assert any(doc.startswith(ex.prompt + ex.target) for doc in mini.raw["forget"])
 
 
 def test_holdout_people_never_appear_in_training_text(mini):
@@ -118,9 +160,10 @@ def test_encode_examples_truncates_from_the_left(mini, tokenizer):
     [
         (lambda d: qa_examples(d, "holdout"), "split='holdout'"),
         (lambda d: text_examples(d, "train"), "split='train'"),
+        (lambda d: qa_examples(d, "retain2"), "split='retain2'"),
         (lambda d: qa_examples(d, "forget", shots=99), "shots=99"),
         (lambda d: load_data("wiki"), "data='wiki'"),
-        (lambda d: generate_muse_mini(forget_fraction=0.9), "forget_fraction=0.9"),
+        (lambda d: generate_muse_mini(n_bios=25), "n_bios=25"),
     ],
 )
 def test_bad_parameters_name_themselves(mini, call, match):

@@ -55,11 +55,12 @@ def test_presets():
 def test_word_tokenizer_is_deterministic_and_round_trips(mini, tokenizer, tmp_path):
     again = build_word_tokenizer(corpus_texts(mini))
     assert tokenizer.get_vocab() == again.get_vocab()
-    ids = tokenizer("What is Sugoul's birth city?")["input_ids"]
+    name = mini.people[0]["name"]
+    ids = tokenizer(f"What is {name}'s birth city?")["input_ids"]
     assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
     tokenizer.save_pretrained(tmp_path / "tok")
     loaded = load_tokenizer(str(tmp_path / "tok"))
-    assert loaded("What is Sugoul's birth city?")["input_ids"] == ids
+    assert loaded(f"What is {name}'s birth city?")["input_ids"] == ids
     assert loaded.pad_token_id == tokenizer.pad_token_id and loaded.eos_token_id == tokenizer.eos_token_id
 
 

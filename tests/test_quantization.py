@@ -162,6 +162,22 @@ def test_plugin_quantizer_dispatch(llama, toy_method):
         code_identity(llama, llama, "toy4")
 
 
+def test_progress_reaches_a_plugin_that_takes_it_and_spares_one_that_does_not(llama, toy_method):
+    ids = torch.randint(0, 64, (2, 8))
+    fake_quantize_model(llama, "toy4", calibration=ids, progress=False)  # the toy plug-in has no ``progress``
+    assert len(toy_method) == 1
+    seen = []
+
+    def with_progress(model, spec, *, calibration, include_lm_head, include_embeddings, progress=True):
+        seen.append(progress)
+        return model
+
+    register_model_quantizer("toyq", with_progress)
+    for progress in (None, False, True):
+        fake_quantize_model(llama, "toy4", calibration=ids, progress=progress)
+    assert seen == [True, False, True]  # None: the plug-in's own default
+
+
 def test_register_rejects_bad_arguments():
     with pytest.raises(ValueError, match="method='rtn'"):
         register_model_quantizer("rtn", lambda *a, **k: None)

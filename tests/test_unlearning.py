@@ -187,7 +187,7 @@ def test_method_helpers():
     assert [U.forget_loss_name(m) for m in U.METHODS] == ["GA"] * 3 + ["NPO"] * 3
     assert [U.retain_loss_name(m) for m in U.METHODS] == [None, "GDR", "KLR"] * 2
     assert [U.needs_reference(m) for m in U.METHODS] == [False, False, True, True, True, True]
-    assert U.default_alpha("GA_GDR") == 1.0 and U.default_alpha("NPO_KLR") == 5.0 and U.default_alpha("GA") == 0.0
+    assert U.default_alpha("GA_GDR") == 1.0 and U.default_alpha("NPO_KLR") == 1.0 and U.default_alpha("GA") == 0.0
 
 
 # --- batches -----------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_mixed_mode_stores_fp32_weights_but_multiplies_in_bf16():
 
 
 def test_bf16_rounding_swallows_updates_that_fp32_keeps():
-    """At a tiny LR, bf16 storage loses the update of most large weights (the effect of shared notes §4)."""
+    """At a tiny LR, bf16 storage loses the update of most large weights (bf16 drops an update smaller than half the spacing of its neighbours)."""
     target = tiny_model(0)
     w0 = target.model.layers[0].mlp.down_proj.weight.detach().clone()
     w16 = run(model=target, precision="bf16", lr=1e-6, steps=3).model.model.layers[0].mlp.down_proj.weight.float()
@@ -336,8 +336,8 @@ def test_clipping_bounds_the_recorded_gradient_norm_before_clipping():
 # --- recipe and cache -------------------------------------------------------------------------------------
 def test_recipe_defaults_per_method():
     r = U.UnlearnRecipe()
-    assert (r.steps, r.lr, r.batch_size, r.beta, r.precision, r.clip, r.forget_on) == (900, 2e-5, 32, 0.1, "bf16", 1.0, "qa")
-    assert r.for_method("GA_GDR").alpha == 1.0 and r.for_method("NPO_KLR").alpha == 5.0 and r.for_method("GA").alpha == 0.0
+    assert (r.steps, r.lr, r.batch_size, r.beta, r.precision, r.clip, r.forget_on) == (900, 2e-5, 16, 0.1, "bf16", 1.0, "text")
+    assert r.for_method("GA_GDR").alpha == 1.0 and r.for_method("NPO_KLR").alpha == 1.0 and r.for_method("GA").alpha == 0.0
     assert U.UnlearnRecipe(alpha=2.0).for_method("GA_KLR").alpha == 2.0
     assert r.kwargs("NPO")["method"] == "NPO"
 
@@ -353,7 +353,7 @@ def test_cache_key_changes_with_every_ingredient():
 
 def test_unlearn_cached_trains_once_then_loads(tmp_path, monkeypatch):
     tok = build_word_tokenizer(["Question : Who ? Answer : a b c d e f g h the cat"])
-    data = SimpleNamespace(knowmem={"forget": [], "retain": []})
+    data = SimpleNamespace(knowmem={"forget": [], "retain": []}, raw={"forget": ["the cat a b"], "retain": ["the cat d e"]})
     forget = [Example("Question : Who ? Answer :", w) for w in (" a", " b", " c")]
     retain = [Example("Question : Who ? Answer :", w) for w in (" d", " e", " f", " g")]
     cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
@@ -362,6 +362,7 @@ def test_unlearn_cached_trains_once_then_loads(tmp_path, monkeypatch):
     world = SimpleNamespace(target=LlamaForCausalLM(cfg).eval(), tokenizer=tok, data=data)
     recipe = U.UnlearnRecipe(steps=4, batch_size=2, lr=1e-3)
     monkeypatch.setattr("utils.data.qa_examples", lambda d, split: forget if split == "forget" else retain)
+    monkeypatch.setattr("utils.data.text_examples", lambda d, split: forget if split == "forget" else retain)
     first = U.unlearn_cached_result(world, "GA_GDR", recipe, cache_dir=tmp_path, eval_every=2, progress=False, device="cpu")
     second = U.unlearn_cached_result(world, "GA_GDR", recipe, cache_dir=tmp_path, eval_every=2, progress=False, device="cpu")
     model = U.unlearn_cached(world, "GA_GDR", recipe, cache_dir=tmp_path, progress=False, device="cpu")

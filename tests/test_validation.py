@@ -1,8 +1,9 @@
 import math
+import os
 
 import pytest
 
-from utils.validation import UQError, check_choice, check_range
+from utils.validation import UQError, check_choice, check_range, check_writable_dir
 
 
 def test_check_choice_accepts_and_returns():
@@ -33,3 +34,20 @@ def test_check_range_integer():
     assert check_range("bits", 4, 2, 8, integer=True) == 4
     with pytest.raises(ValueError, match=r"bits=4\.5.*integer"):
         check_range("bits", 4.5, 2, 8, integer=True)
+
+
+def test_check_writable_dir_creates_nothing_and_accepts_new_folders(tmp_path):
+    assert check_writable_dir("out", tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert check_writable_dir("out", tmp_path) == tmp_path
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a POSIX user without root's rights")
+def test_check_writable_dir_refuses_a_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(UQError, match=r"^--out='.*locked/new' is not accepted: '.*locked' is not writable; accepted values"):
+            check_writable_dir("--out", str(locked / "new"))
+    finally:
+        locked.chmod(0o700)

@@ -217,8 +217,10 @@ def awq_quantize_model(
 # Plug-in for utils.quantization: fake_quantize_model(model, "awq4", calibration=ids)
 # --------------------------------------------------------------------------------------------------
 def _awq_plugin(model: nn.Module, spec: QuantSpec, *, calibration: Tensor | None, include_lm_head: bool,
-                include_embeddings: bool) -> nn.Module:  # fmt: skip
+                include_embeddings: bool, progress: bool | None = None) -> nn.Module:  # fmt: skip
     kwargs = plugin_kwargs(spec, ("n_grid", "clip", "batch_size", "progress"), include_embeddings=include_embeddings)
+    if progress is not None:
+        kwargs["progress"] = progress  # fake_quantize_model(progress=...) wins over the spec's option
     return awq_quantize_model(model, calibration, include_lm_head=include_lm_head, **kwargs)
 
 

@@ -2,7 +2,7 @@
 
 Every notebook starts with a cell tagged ``parameters`` (papermill injects values after it) that reads::
 
-    SEED   = int(os.environ.get("UQ_SEED", 0))
+    SEED   = os.environ.get("UQ_SEED", "0")        # a string: RunConfig validates and converts it
     MODEL  = os.environ.get("UQ_MODEL", "tiny")    # 'tiny', a preset name, a local path or a hub id
     DATA   = os.environ.get("UQ_DATA", "mini")     # 'mini' (offline), 'news' or 'books' (MUSE)
     DEVICE = os.environ.get("UQ_DEVICE", "auto")   # 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
@@ -12,13 +12,14 @@ and then builds a :class:`RunConfig` from them, which validates every value with
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .validation import UQError, check_choice
+from .validation import UQError, check_choice, check_writable_dir
 
 if TYPE_CHECKING:  # torch is imported only when a notebook sets up a run, not with this module
     import torch
@@ -38,12 +39,16 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("UQ_CACHE") or repo_root() / ".cache" / "uq")
 
 
-def check_seed(seed: object) -> int:
-    """Seeds are non-negative integers (strings of digits are accepted, e.g. from an env var)."""
-    if isinstance(seed, str) and seed.strip().isdigit():
+def check_seed(seed: object, name: str = "UQ_SEED") -> int:
+    """Seeds are non-negative integers; a string of ASCII digits (an environment variable, a command-line
+    argument, a notebook's parameters cell) is accepted and converted. ``name`` is the parameter the
+    message names (``UQ_SEED``, ``--seed``, ``seed``)."""
+    if isinstance(seed, str) and re.fullmatch(r"\s*[0-9]+\s*", seed):
         seed = int(seed)
+    elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        seed = int(seed)  # numpy integers too
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UQError(f"UQ_SEED={seed!r} is not accepted; accepted values: a non-negative integer such as 0, 1, 2")
+        raise UQError(f"{name}={seed!r} is not accepted; accepted values: a non-negative integer such as 0, 1, 2")
     return seed
 
 
@@ -85,7 +90,7 @@ class RunConfig:
         object.__setattr__(self, "model", check_model_name(self.model))
         object.__setattr__(self, "data", check_choice("UQ_DATA", self.data, DATA_CHOICES))
         object.__setattr__(self, "device", check_device(self.device))
-        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
+        object.__setattr__(self, "cache_dir", check_writable_dir("UQ_CACHE", self.cache_dir))
 
     @property
     def offline_default(self) -> bool:

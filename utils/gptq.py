@@ -488,8 +488,10 @@ def plugin_kwargs(spec: QuantSpec, allowed: tuple[str, ...], *, include_embeddin
 
 
 def _gptq_plugin(model: nn.Module, spec: QuantSpec, *, calibration: Tensor | None, include_lm_head: bool,
-                 include_embeddings: bool) -> nn.Module:  # fmt: skip
+                 include_embeddings: bool, progress: bool | None = None) -> nn.Module:  # fmt: skip
     kwargs = plugin_kwargs(spec, ("damp", "act_order", "batch_size", "progress"), include_embeddings=include_embeddings)
+    if progress is not None:
+        kwargs["progress"] = progress  # fake_quantize_model(progress=...) wins over the spec's option
     return gptq_quantize_model(model, calibration, include_lm_head=include_lm_head, **kwargs)
 
 

@@ -49,7 +49,7 @@ LEVEL_QUANTIZERS = ("rtn4", "fp4", "nf4", "rtn8")
 FATES = ("stayed in the zero bin", "stayed in another bin", "crossed a bin edge")
 #: bf16 keeps 8 significant bits: an Adam step of about ``lr`` moves a weight only if ``|w| < 2^8 · lr``
 BF16_LOG2_FACTOR = 8
-#: candidate learning rates for the fp32 control (the bf16 run uses 2e-5; fp32 needs far less: notes §4)
+#: candidate learning rates for the fp32 control (the bf16 run uses 2e-5; fp32 needs far less, since every fp32 weight moves by about lr per step)
 DEFAULT_FP32_LRS = (2.5e-7, 5e-7, 1e-6, 2e-6, 4e-6, 8e-6)
 #: where the search starts (seed 0: lr 1e-6 forgets a little less than the bf16 run, 2e-6 more)
 DEFAULT_FP32_START = 1e-6

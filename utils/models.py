@@ -1,11 +1,12 @@
 """Models: the tiny Llama target and retrain oracle, their cache, and one loader for every model.
 
 The offline default is a tiny ``LlamaForCausalLM`` (3.3M parameters) trained from scratch on MUSE-mini
-with a recipe chosen so that the paper's effect shows on a CPU (see the shared notes):
+with a recipe chosen so that the paper's effect shows on a CPU:
 
-- **target** — trained on forget + retain (biographies and every fact as a KnowMem QA text);
-- **oracle** — the "retrained" model of MUSE, same recipe on retain only: what perfect unlearning
-  would give, and the reference for PrivLeak.
+- **target** — trained on the raw text of every trained split (forget, retain, retain2 biographies) and
+  on the QA texts about retain people that teach the question format (no KnowMem question among them);
+- **oracle** — the "retrained" model of MUSE, the same recipe without the forget text: what perfect
+  unlearning would give, and the reference for PrivLeak.
 
 Both are built on first use into the cache (``$UQ_CACHE``, default ``.cache/uq``) under a key that hashes
 the corpus, the recipe and the seed; a folder whose manifest does not match its files is rebuilt.
@@ -34,9 +35,10 @@ MANIFEST = "manifest.json"
 HISTORY = "history.json"
 ROLES = ("target", "oracle")
 #: bump when the training procedure changes in a way the recipe does not capture (part of the cache key)
-TRAINING_VERSION = 5
-CURVE_RETAIN = 40
-TRAIN_THREADS = 1
+TRAINING_VERSION = 6
+#: threads the tiny models train on (set explicitly, so the same seed gives the same weights on any machine
+#: with at least this many cores)
+TRAIN_THREADS = 2
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 
@@ -82,7 +84,14 @@ PRESETS: dict[str, Preset] = {
 # --- tiny recipe --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TinyRecipe:
-    """Architecture and training recipe of the tiny target/oracle (notes §2). Part of the cache key."""
+    """Architecture and training recipe of the tiny target/oracle. Part of the cache key.
+
+    ``initializer_range=0.06`` (not Llama's 0.02) makes the 4-bit steps of the trained weights wide
+    compared with what a bf16 weight can move at a small learning rate; label smoothing keeps the
+    target's probabilities away from 1 so that a small-LR unlearning run has a gradient to follow.
+    ``precision='mixed'``: fp32 weights and optimizer, bf16 matmuls (autocast; ~1.7x faster on a CPU
+    with bf16 units); ``'fp32'``: fp32 throughout.
+    """
 
     hidden_size: int = 256
     intermediate_size: int = 704
@@ -93,10 +102,11 @@ class TinyRecipe:
     lr: float = 3e-3
     warmup_fraction: float = 0.1
     batch_size: int = 64
-    steps: int = 250
+    steps: int = 400
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
-    eval_every: int = 25
+    eval_every: int = 50
+    precision: str = "mixed"
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -107,6 +117,7 @@ class TinyRecipe:
         check_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_inclusive=False)
         check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_choice("precision", self.precision, ("fp32", "mixed"))
         if self.hidden_size % self.num_attention_heads:
             raise UQError(f"hidden_size={self.hidden_size} is not accepted; accepted values: a multiple of num_attention_heads={self.num_attention_heads}")
 
@@ -145,7 +156,8 @@ def corpus_texts(data) -> list[str]:
     from .data import qa_prompt
 
     texts = [t for docs in data.raw.values() for t in docs] + [t for docs in data.privleak.values() for t in docs]
-    texts += [qa_prompt(d["question"]) + " " + d["answer"] for qa in list(data.knowmem.values()) + list(data.icl.values()) for d in qa]
+    qa_sets = list(data.knowmem.values()) + list(data.icl.values()) + [getattr(data, "qa_train", [])]
+    texts += [qa_prompt(d["question"]) + " " + d["answer"] for qa in qa_sets for d in qa]
     texts += [d["prompt"] + " " + d["gt"] for d in data.verbmem]
     return texts
 
@@ -171,6 +183,16 @@ def tiny_config(tokenizer, recipe: TinyRecipe = DEFAULT_RECIPE):
 
 
 # --- training -----------------------------------------------------------------------------------------
+def _autocast(precision: str, model):
+    """bf16 autocast on the model's device for ``precision='mixed'``, else a no-op context."""
+    import contextlib
+
+    if precision != "mixed":
+        return contextlib.nullcontext()
+    device_type = next(model.parameters()).device.type
+    return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Next-token cross-entropy over positions whose label is not ``-100`` (labels are unshifted)."""
     check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
@@ -248,7 +270,8 @@ def train_tiny_model(
     for step, idx in enumerate(bar, start=1):
         mask = enc["attention_mask"][idx]
         width = int(mask.sum(1).max())
-        logits = model(input_ids=enc["input_ids"][idx, :width], attention_mask=mask[:, :width]).logits
+        with _autocast(recipe.precision, model):
+            logits = model(input_ids=enc["input_ids"][idx, :width], attention_mask=mask[:, :width]).logits
         loss = lm_loss(logits, enc["labels"][idx, :width], recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -389,23 +412,22 @@ class TinyWorld:
 def _build_role(role: str, data, tokenizer, recipe: TinyRecipe, seed: int, folder: Path, progress: bool) -> None:
     """Train the target (forget + retain) or the oracle (retain only) and save it atomically.
 
-    Training runs on one CPU thread (restored afterwards): the same seed then gives the same weights
-    whatever the machine's core count, and a model this small gains little from more threads — while
-    on a shared machine extra threads cost many times their worth.
+    Training runs on :data:`TRAIN_THREADS` CPU threads (restored afterwards): the same seed then gives
+    the same weights whatever the machine's core count.
     """
     from transformers import LlamaForCausalLM
 
-    from .data import qa_examples, training_examples
+    from .data import ORACLE_SPLITS, TARGET_SPLITS, qa_examples, training_texts
     from .repro import seed_everything
 
     threads = torch.get_num_threads()
     seed_everything(seed, threads=TRAIN_THREADS)
     try:
         model = LlamaForCausalLM(tiny_config(tokenizer, recipe)).float()
-        splits = ("forget", "retain") if role == "target" else ("retain",)
-        # training curves: every forget question and the first ``CURVE_RETAIN`` retain questions (cheap to log)
-        eval_sets = {"forget": qa_examples(data, "forget"), "retain": qa_examples(data, "retain")[:CURVE_RETAIN]}
-        history = train_tiny_model(model, tokenizer, training_examples(data, splits), recipe, seed=seed,
+        splits = TARGET_SPLITS if role == "target" else ORACLE_SPLITS
+        # training curves: every forget and every utility question (never trained: they show extraction)
+        eval_sets = {"forget": qa_examples(data, "forget"), "retain": qa_examples(data, "retain")}
+        history = train_tiny_model(model, tokenizer, training_texts(data, splits), recipe, seed=seed,
                                    eval_sets=eval_sets, progress=progress, desc=f"training tiny {role}")
     finally:
         torch.set_num_threads(threads)
@@ -440,8 +462,8 @@ def get_tiny_world(
     data = load_muse_mini(data_folder)
     key = tiny_cache_key(seed, recipe, corpus_fingerprint(data_folder))
     root = cache_dir / "tiny" / f"seed{seed}-{key}"
-    root.mkdir(parents=True, exist_ok=True)
     tokenizer = build_word_tokenizer(corpus_texts(data), recipe.max_position_embeddings)
+    root.mkdir(parents=True, exist_ok=True)  # only once the corpus has been read and checked
     built = []
     with FileLock(str(root) + ".lock", timeout=3600):
         for role in ROLES:
@@ -495,6 +517,29 @@ def _offline_message(repo_id: str, why: str) -> str:
     )
 
 
+def _local_message(folder: str, why: str) -> str:
+    return (
+        f"cannot load the local model folder {folder!r}: {why}; accepted values: a folder written by save_pretrained "
+        f"(config.json, the weights and the tokenizer files), a preset ({', '.join(map(repr, PRESETS))}) or a hub id 'org/name'"
+    )
+
+
+def check_local_weights(folder: str | Path) -> None:
+    """One :class:`UQError` naming the file when a ``*.safetensors`` file of a local model folder is
+    truncated or corrupt (its header is read and checked against the file's size; no weights are loaded)."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:  # safetensors raises its own SafetensorError (not an OSError)
+            raise UQError(
+                f"model file {str(path)!r} is truncated or corrupt ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                "accepted values: a complete model folder: save it again (save_pretrained) or download it again"
+            ) from None
+
+
 def resolve_model_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     """Map a preset name, local folder or hub id to ``(what from_pretrained gets, local_files_only)``.
 
@@ -543,12 +588,15 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     from transformers import AutoTokenizer
 
     source, local_only = resolve_model_source(name_or_path)
+    if Path(source).is_dir() and not any((Path(source) / f).is_file() for f in ("config.json", "tokenizer_config.json", "tokenizer.json")):
+        raise UQError(_local_message(source, "it has neither config.json nor tokenizer files (tokenizer_config.json, tokenizer.json)"))
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as err:
         preset = PRESETS.get(os.fspath(name_or_path))
         if preset is None or preset.tokenizer_id is None:
-            raise UQError(_offline_message(source, f"the tokenizer could not be loaded ({str(err).splitlines()[0]})")) from err
+            why = f"the tokenizer could not be loaded ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            raise UQError(_local_message(source, why) if Path(source).is_dir() else _offline_message(source, why)) from err
         fallback, local_only = resolve_model_source(preset.tokenizer_id)
         tok = AutoTokenizer.from_pretrained(fallback, local_files_only=local_only)
     if tok.pad_token_id is None and tok.eos_token_id is not None:
@@ -574,6 +622,15 @@ def load_model(name_or_path: str | os.PathLike, *, dtype=None, device: str | tor
     kwargs: dict[str, Any] = {"local_files_only": local_only}
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
+    if Path(source).is_dir():  # a local folder: check it first, and never advise a download for it
+        if not (Path(source) / "config.json").is_file():
+            raise UQError(_local_message(source, "it has no config.json"))
+        check_local_weights(source)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except Exception as err:  # noqa: BLE001 - one clear error naming the folder, the cause chained
+            raise UQError(_local_message(source, f"loading failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")) from err
+        return model.to(dev).eval()
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:

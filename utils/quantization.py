@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -209,6 +210,7 @@ class ModelQuantizer(Protocol):
 
     def __call__(self, model: nn.Module, spec: QuantSpec, *, calibration: torch.Tensor | None,
                  include_lm_head: bool, include_embeddings: bool) -> nn.Module: ...  # fmt: skip
+    # a plug-in may also take ``progress: bool`` (a progress bar): fake_quantize_model passes it on when given
 
 
 def rtn_spec(bits: int = 4, scheme: str = "absmax", granularity: str = "group", group_size: int | None = 64,
@@ -642,7 +644,9 @@ def fake_quantize_model(model: nn.Module, quantizer: str | QuantSpec, *, include
     :func:`quantizable_modules`). Each weight is quantized in fp32 and stored back in its own dtype; the
     original model is untouched. ``calibration`` (token ids) is passed to plug-in methods that need it
     (GPTQ, AWQ) and ignored by the others. A weight shared by two modules (tied embeddings) is quantized
-    once if either module is selected. ``progress``: a progress bar (default: for models over 50M weights).
+    once if either module is selected. ``progress``: a progress bar (default: for models over 50M weights;
+    for a plug-in whose function takes ``progress``, such as GPTQ and AWQ, True/False is passed on and
+    None keeps the plug-in's own default).
     """
     _check_model(model)
     spec = get_quantizer(quantizer)
@@ -658,8 +662,10 @@ def fake_quantize_model(model: nn.Module, quantizer: str | QuantSpec, *, include
                           f"accepted values: methods {', '.join(map(repr, (*BUILTIN_METHODS, *_MODEL_QUANTIZERS)))}")  # fmt: skip
         if spec.needs_calibration and calibration is None:
             raise UQError(f"calibration=None is not accepted for quantizer={spec.name!r}; accepted values: a tensor of token ids (e.g. retain-split text)")
-        return _MODEL_QUANTIZERS[spec.method](model, spec, calibration=calibration, include_lm_head=include_lm_head,
-                                              include_embeddings=include_embeddings)  # fmt: skip
+        plugin = _MODEL_QUANTIZERS[spec.method]
+        extra = {"progress": progress} if progress is not None and _accepts(plugin, "progress") else {}
+        return plugin(model, spec, calibration=calibration, include_lm_head=include_lm_head,
+                      include_embeddings=include_embeddings, **extra)  # fmt: skip
     quantized = copy.deepcopy(model)
     modules = list(quantizable_modules(quantized, include_lm_head=include_lm_head, include_embeddings=include_embeddings))
     if progress is None:
@@ -675,6 +681,15 @@ def fake_quantize_model(model: nn.Module, quantizer: str | QuantSpec, *, include
             done.add(id(weight))
             weight.copy_(fake_quantize_weight(weight.detach(), spec))
     return quantized
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (a plug-in written before ``progress`` existed does not)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")

@@ -8,18 +8,19 @@ import random
 import numpy as np
 import torch
 
+from .config import check_seed
 from .validation import UQError
 
 
-def seed_everything(seed: int, *, threads: int | None = None, deterministic: bool = True) -> int:
+def seed_everything(seed: int | str, *, threads: int | None = None, deterministic: bool = True) -> int:
     """Seed python, numpy and torch (CPU and CUDA); optionally fix torch's thread count.
 
     ``threads`` defaults to ``$UQ_THREADS`` when set (a fixed thread count makes CPU float sums
     reproducible across runs on the same machine). With ``deterministic`` torch is asked for
-    deterministic kernels where it has them (``warn_only``: never an error). Returns the seed.
+    deterministic kernels where it has them (``warn_only``: never an error). ``seed`` may be a string
+    of digits (``$UQ_SEED``). Returns the seed (an int).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UQError(f"seed={seed!r} is not accepted; accepted values: a non-negative integer")
+    seed = check_seed(seed, name="seed")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

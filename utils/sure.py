@@ -437,7 +437,7 @@ def answer_metrics(
     """Cheap metrics for sweeps, with :func:`utils.metrics.evaluate_model`'s call signature (pass it as
     ``evaluate=`` to :func:`utils.study.evaluate_grid`): one teacher-forced pass per set, no generation.
 
-    ``forget_acc`` / ``retain_acc``: share of QA facts whose every answer token is the argmax;
+    ``forget_acc`` / ``retain_acc``: share of KnowMem questions whose every answer token is the argmax;
     ``forget_prob`` / ``retain_prob``: mean true-answer probability (:func:`utils.metrics.answer_stats`);
     ``privleak_auc`` and, with ``oracle_auc``, ``privleak`` (%): MUSE's Min-K% forget-vs-holdout AUC.
     ``include``: ``"answers"`` and/or ``"privleak"``; :func:`~utils.metrics.evaluate_model`'s group names are

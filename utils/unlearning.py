@@ -4,8 +4,9 @@ Conventions (the notebook 03 shows each equation next to the line that implement
 
 - A batch is a dict with ``input_ids``, ``attention_mask`` and ``labels`` (``-100`` on every token a
   loss must not cover), as made by :func:`utils.data.encode_examples`. Which tokens are covered is the
-  caller's choice: the answer of a QA fact (``forget_on="qa"``) or the continuation of a passage
-  (``forget_on="text"``).
+  caller's choice. MUSE's protocol (the default, ``forget_on="text"``): every token of the raw forget
+  documents, and every token of the retain documents for GDR/KLR. The variant ``forget_on="answers"``
+  covers only the answer words of the facts inside those documents.
 - ``log p(y|x)`` is the *sequence* log-likelihood: the sum over the covered tokens of one example.
   Every loss averages over the examples of a batch; every loss is *minimised*.
 - GA: ``L = mean_i log p_θ(y_i|x_i)`` (= −NLL; minimising it raises the forget NLL).
@@ -45,16 +46,17 @@ RETAIN_LOSSES: tuple[str, ...] = ("GDR", "KLR")
 #: "mixed": weights stored and updated in fp32, forward/backward matmuls in bf16 (autocast) — the same
 #: arithmetic as "bf16", only the storage differs (and, on CPUs with bf16 units, about as fast)
 PRECISIONS: tuple[str, ...] = ("bf16", "fp32", "mixed")
-FORGET_ON: tuple[str, ...] = ("qa", "text")
-#: α per utility constraint (shared notes §3: KLR with α = 1 lets retain collapse on the tiny model)
-DEFAULT_ALPHA: dict[str | None, float] = {None: 0.0, "GDR": 1.0, "KLR": 5.0}
+#: what the losses cover: "text" every token of the raw documents (MUSE); "answers" the answer words only
+FORGET_ON: tuple[str, ...] = ("text", "answers")
+#: α per utility constraint: 1 for both, as the paper's released recipe
+DEFAULT_ALPHA: dict[str | None, float] = {None: 0.0, "GDR": 1.0, "KLR": 1.0}
 DEFAULT_BETA = 0.1
 #: the largest reference KL cache (covered retain tokens × vocabulary, float32) kept instead of a forward pass
 KL_CACHE_MAX_FLOATS = 2**25
 HISTORY_FILE = "unlearn_history.json"
 SETTINGS_FILE = "unlearn.json"
 #: bump when the loop or a loss changes, so cached unlearned models are rebuilt
-LOOP_VERSION = 2
+LOOP_VERSION = 3
 
 Batch = Mapping[str, torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], Mapping[str, float]]
@@ -85,7 +87,7 @@ def needs_reference(method: str) -> bool:
 
 
 def default_alpha(method: str) -> float:
-    """The recipe's α for ``method`` (GDR 1, KLR 5, 0 when there is no retain term)."""
+    """The recipe's α for ``method`` (GDR 1, KLR 1, 0 when there is no retain term)."""
     return DEFAULT_ALPHA[retain_loss_name(method)]
 
 
@@ -677,20 +679,21 @@ def unlearn(
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnlearnRecipe:
-    """The hyper-parameters of one unlearning run (shared notes §3: the small-LR bf16 regime).
+    """The hyper-parameters of one unlearning run (MUSE protocol by default: raw text, bf16, small constant LR).
 
-    ``alpha=None`` means the method's default (:data:`DEFAULT_ALPHA`: GDR 1, KLR 5). ``forget_on`` picks
-    what the forget/retain losses cover: ``"qa"`` the answers of the QA facts, ``"text"`` the passages.
+    ``alpha=None`` means the method's default (:data:`DEFAULT_ALPHA`: GDR 1, KLR 1). ``forget_on`` picks
+    what the forget/retain losses cover: ``"text"`` every token of the raw documents (MUSE's protocol),
+    ``"answers"`` only the answer words of the facts in them.
     """
 
     steps: int = 900
     lr: float = 2e-5
-    batch_size: int = 32
+    batch_size: int = 16
     alpha: float | None = None
     beta: float = DEFAULT_BETA
     precision: str = "bf16"
     clip: float | None = 1.0
-    forget_on: str = "qa"
+    forget_on: str = "text"
 
     def __post_init__(self) -> None:
         check_range("steps", self.steps, 1, integer=True)
@@ -716,12 +719,14 @@ class UnlearnRecipe:
         return dict(method=method, steps=r.steps, lr=r.lr, batch_size=r.batch_size, alpha=r.alpha, beta=r.beta, precision=r.precision, clip=r.clip)
 
 
-def forget_retain_examples(data: Any, forget_on: str = "qa") -> tuple[list, list]:
-    """The (forget, retain) Examples of ``data`` for ``forget_on`` ('qa': QA answers, 'text': passages)."""
+def forget_retain_examples(data: Any, forget_on: str = "text") -> tuple[list, list]:
+    """The (forget, retain) Examples of ``data`` for ``forget_on``: ``'text'`` the raw forget documents and
+    the regulariser's retain documents (``data.raw['retain']``, MUSE's retain1), every token covered;
+    ``'answers'`` the answer words of the facts in the same documents. No KnowMem question is among them."""
     check_choice("forget_on", forget_on, FORGET_ON)
-    from .data import qa_examples, text_examples
+    from .data import answer_examples, text_examples
 
-    pick = qa_examples if forget_on == "qa" else text_examples
+    pick = text_examples if forget_on == "text" else answer_examples
     return pick(data, "forget"), pick(data, "retain")
 
 
@@ -782,7 +787,7 @@ def unlearn_cached_result(
     and retain examples, method, recipe, seed), saved with :func:`utils.models.atomic_save_dir` together
     with its history (``history.json``) and settings (``unlearn.json``); a folder whose manifest does not
     match is rebuilt, and a file lock makes concurrent callers wait for one build. The history records
-    the forget/retain answer metrics of the QA facts (whatever ``forget_on`` is).
+    the answer metrics of the KnowMem forget and utility questions (never trained on, whatever ``forget_on`` is).
     """
     check_method(method)
     check_range("seed", seed, 0, integer=True)
@@ -827,7 +832,9 @@ def train_or_load(
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=3600):
         if rebuild or not verify_saved_dir(path):
-            qa_forget, qa_retain = forget_retain_examples(world.data, "qa")
+            from .data import qa_examples
+
+            qa_forget, qa_retain = qa_examples(world.data, "forget"), qa_examples(world.data, "retain")
             eval_fn = answer_eval_fn(world.tokenizer, qa_forget, qa_retain) if eval_every is not None else None
             result = train(world.target, world.tokenizer, forget, retain, seed=seed, eval_every=eval_every,
                            eval_fn=eval_fn, progress=progress, device=device, **recipe.kwargs(method))

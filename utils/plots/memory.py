@@ -131,7 +131,7 @@ def person_explorer(models: Mapping[str, object], tokenizer, data, names: Sequen
     import ipywidgets as widgets
     from IPython.display import display
 
-    order = {"forget": 0, "retain": 1, "holdout": 2}
+    order = {"forget": 0, "retain": 1, "retain2": 2, "holdout": 3}
     names = list(names) if names is not None else [p["name"] for p in sorted(data.people, key=lambda p: order[p["split"]])]
     labels = [(f"{n} ({next(p['split'] for p in data.people if p['name'] == n)})", n) for n in names]
     dropdown = widgets.Dropdown(options=labels, value=names[0], description="person")
