@@ -531,9 +531,6 @@ def training_texts(data: MuseData, splits: tuple[str, ...] = ("forget", "retain"
     return out
 
 
-#: the former name of :func:`training_texts`
-training_examples = training_texts
-
 
 def _ids(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
     if not text:

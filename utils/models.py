@@ -153,11 +153,11 @@ def build_word_tokenizer(texts: list[str], model_max_length: int = 128):
 
 def corpus_texts(data) -> list[str]:
     """Every string of a MUSE-shaped corpus (all splits, QA in prompt format): the tokenizer's input."""
-    from .data import qa_prompt
+    from .data import qa_text
 
     texts = [t for docs in data.raw.values() for t in docs] + [t for docs in data.privleak.values() for t in docs]
     qa_sets = list(data.knowmem.values()) + list(data.icl.values()) + [getattr(data, "qa_train", [])]
-    texts += [qa_prompt(d["question"]) + " " + d["answer"] for qa in qa_sets for d in qa]
+    texts += [qa_text(d) for qa in qa_sets for d in qa]
     texts += [d["prompt"] + " " + d["gt"] for d in data.verbmem]
     return texts
 
